@@ -1,0 +1,3 @@
+from nnpm.cli import main
+
+main()

@@ -1,0 +1,110 @@
+"""Where nnpm keeps things and which registry it talks to; resolved once, passed in.
+
+NNPM_HOME (default: the platform's user data dir) holds:
+    config.toml      registry URL and tokens per registry (mode 0600)
+    store/v1/...     content-addressed blobs (see nnpm.store)
+    envs/<name>/     environments (see nnpm.env)
+    cache/           packuments with their ETags
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from nnpm.errors import ConfigError
+
+DEFAULT_ENV = "default"
+CONFIG_NAME = "config.toml"
+
+
+def home_dir() -> Path:
+    """NNPM_HOME, or the platform's user data dir for nnpm."""
+    if os.environ.get("NNPM_HOME"):
+        return Path(os.environ["NNPM_HOME"]).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("nnpm", appauthor=False))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the client needs to know about where it runs."""
+
+    home: Path
+    env: str
+    registry: str | None
+    token: str | None
+
+    @property
+    def store_dir(self) -> Path:
+        """Root of the content-addressed store."""
+        return self.home / "store"
+
+    @property
+    def envs_dir(self) -> Path:
+        """Folder holding every environment."""
+        return self.home / "envs"
+
+    @property
+    def cache_dir(self) -> Path:
+        """Metadata cache (packuments)."""
+        return self.home / "cache"
+
+    def require_registry(self) -> str:
+        """The registry URL or a ConfigError saying how to set one."""
+        if not self.registry:
+            raise ConfigError("no registry configured",
+                              hint="pass --registry URL, set NNPM_REGISTRY, or run 'nnpm login --registry URL --token T'")
+        return self.registry
+
+
+def read_config(home: Path) -> dict:
+    """The parsed config.toml, or {} when there is none."""
+    path = home / CONFIG_NAME
+    if not path.exists():
+        return {}
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}", hint="fix or delete the file") from None
+
+
+def normalise_url(url: str) -> str:
+    """Registry URLs compare without a trailing slash."""
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(f"registry URL {url!r} must start with http:// or https://")
+    return url.rstrip("/")
+
+
+def load_settings(*, env: str | None = None, registry: str | None = None, token: str | None = None) -> Settings:
+    """Resolve settings from arguments, then NNPM_* variables, then config.toml."""
+    home = home_dir()
+    config = read_config(home)
+    url = registry or os.environ.get("NNPM_REGISTRY") or config.get("registry")
+    url = normalise_url(url) if url else None
+    tok = token or os.environ.get("NNPM_TOKEN") or (config.get("tokens", {}).get(url) if url else None)
+    env_name = env or os.environ.get("NNPM_ENV") or DEFAULT_ENV
+    return Settings(home=home, env=env_name, registry=url, token=tok)
+
+
+def save_login(home: Path, registry: str, token: str) -> Path:
+    """Store the registry as default and its token in config.toml, readable by the owner only."""
+    registry = normalise_url(registry)
+    config = read_config(home)
+    tokens = dict(config.get("tokens", {}))
+    tokens[registry] = token
+    lines = [f"registry = {json.dumps(registry)}", "", "[tokens]"]
+    lines += [f"{json.dumps(url)} = {json.dumps(tok)}" for url, tok in sorted(tokens.items())]
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / CONFIG_NAME
+    tmp = home / f".{CONFIG_NAME}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+    return path

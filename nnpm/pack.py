@@ -1,0 +1,77 @@
+"""Package folder → validated manifest (+ `.nnpm` archive and manifest.json on disk)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from nnpm.errors import ManifestError, PackageSafetyError
+from nnpm.hashing import file_digest
+from nnpm.manifest import MANIFEST_NAME, FileEntry, Manifest, load_project
+from nnpm.safety import MAX_FILES, check_file
+
+
+@dataclass(frozen=True)
+class Built:
+    """A validated package: its manifest and where each listed file lives on disk."""
+
+    manifest: Manifest
+    paths: dict[str, Path]
+
+
+def build(folder: Path, *, allow_hardlinks: bool = False) -> Built:
+    """Validate a package folder and compute its manifest; writes nothing."""
+    from nnpm import onnxinfo
+
+    folder = Path(folder)
+    project = load_project(folder)
+    rels = project.declared_files()
+    info = None
+    if project.model:
+        info = onnxinfo.read_model(folder, project.model.file, allow_hardlinks=allow_hardlinks)
+        rels += [r for r in info.external_files if r not in rels]
+        names = {o.name for o in info.signature.outputs}
+        for out in project.model.outputs:
+            if out not in names:
+                raise ManifestError(f"the graph has no output {out!r}", file=str(folder / "nnpm.toml"),
+                                    key=f"model.outputs.{out}", hint="outputs are: " + ", ".join(sorted(names)))
+    if len(rels) > MAX_FILES:
+        raise PackageSafetyError(f"a package may hold at most {MAX_FILES} files")
+    paths, entries = {}, []
+    for rel in sorted(rels):
+        path = check_file(folder, rel, allow_hardlinks=allow_hardlinks)
+        digest, size = file_digest(path)
+        paths[rel] = path
+        entries.append(FileEntry(rel, size, digest))
+    manifest = Manifest(project=project, files=tuple(entries))
+    if info is not None:
+        manifest = Manifest(project=project, files=tuple(entries), signature=info.signature,
+                            opsets=info.opsets, ir_version=info.ir_version, params=info.params)
+    return Built(manifest, paths)
+
+
+def default_archive_name(manifest: Manifest) -> str:
+    """name-version.nnpm, as pip names wheels."""
+    return f"{manifest.name}-{manifest.version}.nnpm"
+
+
+def pack(folder: Path, out: Path | None = None) -> tuple[Built, Path, Path]:
+    """Write manifest.json and a .nnpm archive (default: FOLDER/dist/); returns (built, archive, manifest)."""
+    from nnpm.archive import write_archive
+
+    built = build(folder)
+    archive = Path(out) if out else Path(folder) / "dist" / default_archive_name(built.manifest)
+    if archive.suffix != ".nnpm":
+        raise ManifestError(f"output {archive} must end in .nnpm", hint="e.g. -o resnet18-1.0.0.nnpm")
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    manifest_path = archive.parent / MANIFEST_NAME
+    write_archive(built.manifest, built.paths, archive)
+    _atomic_write(manifest_path, built.manifest.to_json())
+    return built, archive, manifest_path
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
