@@ -35,6 +35,7 @@ _PACKAGE_KEYS = {"name", "version", "description", "license", "readme", "tags", 
 _TOP_KEYS = {"package", "model", "dependencies", "requires", "pipeline", "files"}
 _REQUIRES_KEYS = {"onnxruntime"}
 _PIPELINE_KEYS = {"steps", "connect", "inputs", "outputs"}
+_MANIFEST_KEYS = {"format", "include", "signature", "opsets", "ir_version", "params", "files"}
 
 
 def canonical_name(name: str, *, file: str | None = None, key: str = "package.name") -> str:
@@ -412,9 +413,12 @@ class Manifest:
 
     def to_dict(self) -> dict:
         """The JSON form stored by the registry and in archives."""
+        project = project_to_dict(self.project)
+        include = project.pop("files", {}).get("include")
         return {
             "format": FORMAT,
-            **project_to_dict(self.project),
+            **project,
+            **({"include": include} if include else {}),
             "signature": self.signature.to_dict() if self.signature else None,
             "opsets": dict(sorted(self.opsets.items())),
             "ir_version": self.ir_version,
@@ -433,11 +437,15 @@ class Manifest:
     @classmethod
     def from_dict(cls, data: Any, *, file: str | None = MANIFEST_NAME) -> "Manifest":
         """Parse and validate manifest.json (as sent to the registry or read from an archive)."""
-        data = _table(data, "", file, _TOP_KEYS | {"format", "signature", "opsets", "ir_version", "params", "files"})
+        data = _table(data, "", file, _TOP_KEYS | _MANIFEST_KEYS)
         if data.get("format") != FORMAT:
             raise ManifestError(f"unsupported format {data.get('format')!r}", file=file, key="format",
                                 hint=f"this nnpm reads format {FORMAT}; upgrade nnpm")
-        project = project_from_dict({k: v for k, v in data.items() if k in _TOP_KEYS}, file=file)
+        # manifest.json keeps the [files] include list under "include"; "files" is the file list.
+        project_part = {k: v for k, v in data.items() if k in _TOP_KEYS and k != "files"}
+        if "include" in data:
+            project_part["files"] = {"include": data["include"]}
+        project = project_from_dict(project_part, file=file)
         sig = data.get("signature")
         signature = Signature.from_dict(sig, file=file) if sig is not None else None
         if project.model and signature is None:
@@ -470,8 +478,8 @@ class Manifest:
 
 
 def _parse_files(items: Any, file: str | None) -> tuple[FileEntry, ...]:
-    if not isinstance(items, list) or not items or len(items) > 10_000:
-        raise ManifestError("must be a non-empty list of up to 10000 files", file=file, key="files")
+    if not isinstance(items, list) or len(items) > 10_000:
+        raise ManifestError("must be a list of up to 10000 files", file=file, key="files")
     out = []
     for i, item in enumerate(items):
         key = f"files[{i}]"

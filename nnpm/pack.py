@@ -8,7 +8,7 @@ from pathlib import Path
 
 from nnpm.errors import ManifestError, PackageSafetyError
 from nnpm.hashing import file_digest
-from nnpm.manifest import MANIFEST_NAME, FileEntry, Manifest, load_project
+from nnpm.manifest import FileEntry, Manifest, load_project
 from nnpm.safety import MAX_FILES, check_file
 
 
@@ -57,7 +57,7 @@ def default_archive_name(manifest: Manifest) -> str:
 
 
 def pack(folder: Path, out: Path | None = None) -> tuple[Built, Path, Path]:
-    """Write manifest.json and a .nnpm archive (default: FOLDER/dist/); returns (built, archive, manifest)."""
+    """Write NAME-VERSION.nnpm and NAME-VERSION.manifest.json (default in FOLDER/dist/)."""
     from nnpm.archive import write_archive
 
     built = build(folder)
@@ -65,7 +65,8 @@ def pack(folder: Path, out: Path | None = None) -> tuple[Built, Path, Path]:
     if archive.suffix != ".nnpm":
         raise ManifestError(f"output {archive} must end in .nnpm", hint="e.g. -o resnet18-1.0.0.nnpm")
     archive.parent.mkdir(parents=True, exist_ok=True)
-    manifest_path = archive.parent / MANIFEST_NAME
+    # Named after the archive so several packs can share one output folder.
+    manifest_path = archive.with_name(archive.name[: -len(".nnpm")] + ".manifest.json")
     write_archive(built.manifest, built.paths, archive)
     _atomic_write(manifest_path, built.manifest.to_json())
     return built, archive, manifest_path

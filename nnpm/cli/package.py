@@ -27,7 +27,7 @@ def pack(
     folder: Path = typer.Argument(Path("."), help="Package folder holding nnpm.toml."),
     out: Path = typer.Option(None, "-o", "--output", help="Archive path (default FOLDER/dist/NAME-VERSION.nnpm)."),
 ) -> None:
-    """Validate a package folder and write manifest.json and a .nnpm archive."""
+    """Validate a package folder and write its manifest and .nnpm archive."""
     from nnpm.cli.show import console, summary
     from nnpm.pack import pack as do_pack
 

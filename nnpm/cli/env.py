@@ -1,0 +1,57 @@
+"""`nnpm env list|create|remove`."""
+
+from __future__ import annotations
+
+import typer
+
+env_app = typer.Typer(help="Manage environments.", no_args_is_help=True)
+
+
+@env_app.command("list")
+def list_envs() -> None:
+    """List environments and how many packages each holds."""
+    from nnpm.config import load_settings
+    from nnpm.env import env_names, open_env
+
+    settings = load_settings()
+    for name in env_names(settings):
+        count = len(open_env(name, settings).lock().packages)
+        mark = "*" if name == settings.env else " "
+        print(f"{mark} {name}  ({count} packages)")
+
+
+@env_app.command("create")
+def create(name: str = typer.Argument(..., help="Environment name.")) -> None:
+    """Create an empty environment."""
+    from nnpm.env import Lock, open_env
+    from nnpm.errors import EnvError
+
+    env = open_env(name)
+    if env.exists():
+        raise EnvError(f"environment {name!r} exists already")
+    env.root.mkdir(parents=True)
+    env.commit(Lock())
+    print(f"created environment {name} at {env.root}")
+
+
+@env_app.command("remove")
+def remove(name: str = typer.Argument(..., help="Environment name.")) -> None:
+    """Delete an environment (the store keeps its blobs; 'nnpm cache clean' frees them)."""
+    import shutil
+
+    from nnpm.env import open_env
+    from nnpm.errors import EnvError
+
+    env = open_env(name)
+    if not env.exists():
+        raise EnvError(f"no environment named {name!r}", hint="see 'nnpm env list'")
+    with env.install_lock():
+        trash = env.root.with_name(f".{name}.removing")
+        env.root.rename(trash)
+    shutil.rmtree(trash)
+    print(f"removed environment {name}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the env sub-app."""
+    app.add_typer(env_app, name="env")
