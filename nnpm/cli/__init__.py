@@ -28,7 +28,7 @@ def _register() -> None:
     from nnpm.cli import package
 
     package.register(app)
-    for module in ("install", "env", "cache", "run", "registry"):
+    for module in ("publish", "install", "env", "cache", "run", "compose", "registry"):
         try:
             mod = __import__(f"nnpm.cli.{module}", fromlist=["register"])
         except ModuleNotFoundError as exc:
