@@ -1,0 +1,248 @@
+"""Pick one version per package so every requirement holds: a resolvelib provider over packuments."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+from resolvelib import AbstractProvider, BaseReporter, ResolutionImpossible, ResolutionTooDeep
+from resolvelib.resolvers import Resolution
+
+from nnpm.errors import ResolutionError
+
+MAX_ROUNDS = 5000  # resolvelib pins/backtracks before giving up; bounds every resolve
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One published version of a package; equal and hashed by name and version only."""
+
+    name: str
+    version: Version
+    manifest: dict = field(compare=False, repr=False)
+    yanked: bool = field(default=False, compare=False)
+
+
+@dataclass(frozen=True, eq=False)
+class _Req:
+    """A requirement on one package: canonical name, specifier, and the text shown to people."""
+
+    name: str
+    specifier: SpecifierSet
+    text: str
+
+
+def _pins(req: _Req, version: Version) -> bool:
+    """Whether the requirement pins exactly this version with == or === (what unlocks a yanked one)."""
+    return any(s.operator in ("==", "===") and not s.version.endswith(".*")
+               and s.contains(version, prereleases=True) for s in req.specifier)
+
+
+def _user_req(raw: str | Requirement) -> _Req:
+    """Parse one requirement the user gave, keeping its specifier as written when possible."""
+    if isinstance(raw, Requirement):
+        name = canonicalize_name(raw.name)
+        return _Req(name, raw.specifier, name + str(raw.specifier))
+    try:
+        req = Requirement(raw)
+    except InvalidRequirement as e:
+        raise ResolutionError(f"invalid requirement {raw!r}: {e}",
+                              hint="write it like `name`, `name>=1,<2` or `name==1.0.0`") from None
+    name, spec = canonicalize_name(req.name), str(req.specifier)
+    written = re.sub(r"\s+", "", raw.split(";")[0].strip()[len(req.name):]).strip("()")
+    try:
+        if SpecifierSet(written) == req.specifier:
+            spec = written
+    except InvalidSpecifier:
+        pass
+    return _Req(name, req.specifier, name + spec)
+
+
+def _dependencies(c: Candidate) -> list[_Req]:
+    """The candidate's `dependencies` (name -> specifier string) as requirements."""
+    deps = c.manifest.get("dependencies") or {}
+    if not isinstance(deps, dict):
+        raise ResolutionError(f"{c.name} {c.version}: `dependencies` must map names to specifiers")
+    out = []
+    for dep_name, spec in sorted(deps.items()):
+        name, spec = canonicalize_name(dep_name), "" if spec in (None, "*") else re.sub(r"\s+", "", str(spec))
+        try:
+            out.append(_Req(name, SpecifierSet(spec), name + spec))
+        except InvalidSpecifier:
+            raise ResolutionError(f"{c.name} {c.version} has an invalid specifier {spec!r} for {dep_name}",
+                                  hint="ask its maintainers to publish a fixed version") from None
+    return out
+
+
+class _Provider(AbstractProvider):
+    """resolvelib provider: packages are canonical names, candidates come from packuments."""
+
+    def __init__(self, get_packument: Callable[[str], dict | None], pre: bool) -> None:
+        self._get, self.pre = get_packument, pre
+        self._packuments: dict[str, dict | None] = {}
+        self._candidates: dict[str, list[Candidate]] = {}
+        self.excluded: set[Candidate] = set()  # pins a previous run kept without a requirement allowing them
+
+    def packument(self, name: str) -> dict | None:
+        """The registry's packument for a name, fetched at most once."""
+        if name not in self._packuments:
+            self._packuments[name] = self._get(name)
+        return self._packuments[name]
+
+    def all_candidates(self, name: str) -> list[Candidate]:
+        """Every published version of a package, newest first (yanked included)."""
+        if name not in self._candidates:
+            seen: dict[Version, Candidate] = {}
+            for entry in (self.packument(name) or {}).get("versions") or []:
+                try:
+                    v = Version(str(entry["version"]))
+                except (InvalidVersion, KeyError, TypeError):
+                    continue
+                seen.setdefault(v, Candidate(name, v, entry.get("manifest") or {}, bool(entry.get("yanked"))))
+            self._candidates[name] = sorted(seen.values(), key=lambda c: c.version, reverse=True)
+        return self._candidates[name]
+
+    def identify(self, requirement_or_candidate):
+        return requirement_or_candidate.name
+
+    def get_preference(self, identifier, resolutions, candidates, information, backtrack_causes):
+        infos = list(information[identifier])
+        pinned = any(s.operator in ("==", "===") for i in infos for s in i.requirement.specifier)
+        in_conflict = any(identifier in (c.requirement.name, getattr(c.parent, "name", None))
+                          for c in backtrack_causes)
+        return (not pinned, not in_conflict, sum(1 for _ in candidates[identifier]), identifier)
+
+    def find_matches(self, identifier, requirements, incompatibilities):
+        reqs = list(requirements[identifier])
+        bad = {c.version for c in incompatibilities[identifier]}
+        allow_pre = self.pre or any(r.specifier.prereleases for r in reqs)
+        return [c for c in self.all_candidates(identifier)
+                if c.version not in bad and c not in self.excluded
+                and all(r.specifier.contains(c.version, prereleases=allow_pre) for r in reqs)
+                and (not c.yanked or any(_pins(r, c.version) for r in reqs))]
+
+    def is_satisfied_by(self, requirement, candidate):
+        return requirement.specifier.contains(candidate.version, prereleases=True)
+
+    def get_dependencies(self, candidate):
+        return _dependencies(candidate)
+
+
+def _join(names: list[str]) -> str:
+    return "".join(names) if len(names) < 2 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _explain(causes: list, provider: _Provider) -> ResolutionError:
+    """Turn resolvelib's conflict causes into one readable paragraph."""
+    groups: dict[str, list] = {}
+    for info in sorted(causes, key=lambda i: i.parent is None):
+        groups.setdefault(info.requirement.name, []).append(info)
+    names = list(groups) + [i.parent.name for i in causes if i.parent is not None]
+    sentences, notes, unknown = [], [], []
+    for name, infos in groups.items():
+        wants = ", ".join(dict.fromkeys(
+            f"{i.parent.name} {i.parent.version} needs {i.requirement.text}" if i.parent
+            else f"you asked for {i.requirement.text}" for i in infos))
+        cands = provider.all_candidates(name)
+        if provider.packument(name) is None:
+            unknown.append(name)
+            sentences.append(f"{wants}, but {name} is not on the registry")
+            continue
+        if not cands:
+            sentences.append(f"{wants}, but {name} has no published versions")
+            continue
+        shown = ", ".join(f"{c.version}{' (yanked)' if c.yanked else ''}" for c in reversed(cands))
+        sentences.append(f"{wants}; available versions of {name}: {shown}")
+        fits = [c for c in reversed(cands)
+                if all(i.requirement.specifier.contains(c.version, prereleases=True) for i in infos)]
+        if fits and all(c.yanked or (c.version.is_prerelease and not provider.pre) for c in fits):
+            if yanked := [str(c.version) for c in fits if c.yanked]:
+                notes.append(f"{name} {_join(yanked)} would fit but {'is' if len(yanked) == 1 else 'are'} "
+                             f"yanked; pin it exactly (e.g. {name}=={yanked[-1]}) to use it anyway.")
+            if pres := [str(c.version) for c in fits if not c.yanked]:
+                what = "is a prerelease" if len(pres) == 1 else "are prereleases"
+                notes.append(f"{name} {_join(pres)} would fit but {what}; pass --pre or ask for it "
+                             f"(e.g. {name}=={pres[-1]}) to allow it.")
+    message = f"Cannot install {_join(list(dict.fromkeys(names)))}: " + ". Also, ".join(sentences) + "."
+    hint = (f"check the name, or look for it with `nnpm search {unknown[0]}`" if unknown
+            else "loosen or drop one of these requirements, or ask a maintainer to widen a range")
+    return ResolutionError(" ".join([message, *notes]), hint=hint, causes=[
+        (i.requirement.text, f"{i.parent.name} {i.parent.version}" if i.parent else None) for i in causes])
+
+
+def _resolve_once(reqs: list[_Req], provider: _Provider) -> dict[str, Candidate]:
+    """One resolvelib run, keeping only the pins the requirements reach."""
+    try:
+        state = Resolution(provider, BaseReporter()).resolve(reqs, max_rounds=MAX_ROUNDS)
+    except ResolutionImpossible as e:
+        raise _explain(list(e.causes), provider) from None
+    except ResolutionTooDeep as e:
+        raise ResolutionError(f"gave up resolving after {e.round_count} steps: the requirements are "
+                              "too tangled to untie",
+                              hint="pin some versions with == to narrow the search") from None
+    resolved: dict[str, Candidate] = {}  # walk from the requirements: backtracking can leave dead pins
+    todo = [r.name for r in reqs]
+    while todo:
+        name = todo.pop()
+        if name not in resolved:
+            resolved[name] = state.mapping[name]
+            todo.extend(d.name for d in _dependencies(resolved[name]))
+    return resolved
+
+
+def resolve(requirements: Iterable[str | Requirement], get_packument: Callable[[str], dict | None], *,
+            pre: bool = False) -> dict[str, Candidate]:
+    """Pick one version per package so every requirement holds; raises ResolutionError."""
+    reqs = [_user_req(r) for r in requirements]
+    provider = _Provider(get_packument, pre)
+    while True:  # ends: each pass excludes at least one more candidate
+        resolved = _resolve_once(reqs, provider)
+        # resolvelib can keep a pin that only a since-dropped requirement allowed (a yanked version
+        # or a prerelease, PEP 592/440): forbid such pins outright and resolve again.
+        wants = {name: [r for r in reqs if r.name == name] for name in resolved}
+        for dep in (d for c in resolved.values() for d in _dependencies(c)):
+            wants[dep.name].append(dep)
+        stale = {c for c in resolved.values()
+                 if (c.yanked and not any(_pins(r, c.version) for r in wants[c.name]))
+                 or (c.version.is_prerelease and not pre
+                     and not any(r.specifier.prereleases for r in wants[c.name]))}
+        if not stale:
+            break
+        provider.excluded |= stale
+    explain_order(resolved)  # raises on a dependency cycle
+    return {name: resolved[name] for name in sorted(resolved)}
+
+
+def explain_order(resolved: dict[str, Candidate]) -> list[str]:
+    """Names in dependency order (dependencies before dependents); raises ResolutionError on a cycle."""
+    order: list[str] = []
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+    path: list[str] = []
+
+    def visit(name: str) -> None:
+        if state.get(name) == 2:
+            return
+        if state.get(name) == 1:
+            cycle = [*path[path.index(name):], name]
+            cands = [resolved[n] for n in cycle]
+            edges = [(next(d.text for d in _dependencies(a) if d.name == b.name), f"{a.name} {a.version}")
+                     for a, b in zip(cands, cands[1:])]
+            raise ResolutionError("dependency cycle: " + " -> ".join(f"{c.name} {c.version}" for c in cands),
+                                  causes=edges, hint="a package must not depend on itself, even indirectly")
+        state[name] = 1
+        path.append(name)
+        for dep in _dependencies(resolved[name]):
+            if dep.name in resolved:
+                visit(dep.name)
+        path.pop()
+        state[name] = 2
+        order.append(name)
+
+    for name in sorted(resolved):
+        visit(name)
+    return order
