@@ -64,8 +64,8 @@ def extract(archive: Path, dest: Path) -> Manifest:
     seen = set()
     try:
         with tarfile.open(archive, "r:") as tar:
-            tar.next()
-            for member in tar:
+            tar.next()  # manifest.json, already read
+            while (member := tar.next()) is not None:
                 entry = wanted.get(member.name)
                 if entry is None or member.name in seen:
                     raise PackageSafetyError(f"{archive}: member {member.name!r} is not listed in the manifest")

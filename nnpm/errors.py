@@ -80,6 +80,12 @@ class InputError(NnpmError, ValueError):
     code = "invalid_input"
 
 
+class NoLabelsError(NnpmError, KeyError):
+    """A model output has no labels file declared (or the model has no such output)."""
+
+    code = "no_labels"
+
+
 class RequirementError(NnpmError):
     """A package needs a runtime (onnxruntime, opset) this machine does not have."""
 

@@ -1,0 +1,133 @@
+"""`nnpm run NAME --input x=file.npy`: one inference from the command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+
+import typer
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from nnpm.runtime import Model
+
+_MAX_ROWS = 5
+_MAX_VALUES = 20
+
+
+def run(
+    name: str = typer.Argument(..., help="Installed name (NAME or NAME==VER), folder or .nnpm file."),
+    inputs: Optional[list[str]] = typer.Option(None, "--input", "-i", metavar="[NAME=]FILE.npy",
+                                               help="An input as a .npy file; NAME= may be left out for a "
+                                                    "one-input model. Repeat for several inputs."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Save each output as DIR/<name>.npy."),
+    top: int = typer.Option(5, "--top", "-k", min=1, help="Classes to show for an output with labels."),
+    env: Optional[str] = typer.Option(None, "--env", "-e", help="Environment (default: NNPM_ENV or 'default')."),
+) -> None:
+    """Run a model once on .npy inputs and show (or save) its outputs."""
+    from nnpm.cli.show import console
+    from nnpm.runtime import load
+
+    model = load(name, env=env)
+    feeds = read_inputs(inputs or [], [s.name for s in model.signature.inputs])
+    outputs = model.run(feeds)
+    out = console()
+    if output is not None:
+        for path in save_outputs(outputs, output):
+            out.print(f"wrote {path}", markup=False)
+        return
+    for name, value in outputs.items():
+        for line in describe_output(model, name, value, top):
+            out.print(line, markup=False)
+
+
+def read_inputs(items: list[str], names: list[str]) -> "dict[str, np.ndarray]":
+    """Map `NAME=FILE.npy` (or a bare FILE.npy for a one-input model) to arrays."""
+    from nnpm.errors import InputError
+
+    feeds = {}
+    for item in items:
+        key, sep, file = item.partition("=")
+        if not sep or (key not in names and len(names) == 1 and Path(item).is_file()):
+            if len(names) != 1:
+                raise InputError(f"--input {item!r} has no input name, and the model takes {len(names)} inputs",
+                                 hint="write --input NAME=FILE.npy with NAME one of: " + ", ".join(names))
+            key, file = names[0], item
+        if key not in names:
+            raise InputError(f"--input {item!r}: the model has no input {key!r}", hint="inputs: " + ", ".join(names))
+        if key in feeds:
+            raise InputError(f"input {key!r} is given twice")
+        feeds[key] = _load_npy(Path(file), key)
+    return feeds
+
+
+def _load_npy(path: Path, name: str) -> "np.ndarray":
+    import numpy as np
+
+    from nnpm.errors import InputError
+
+    if not path.is_file():
+        raise InputError(f"input {name!r}: no file {path}")
+    try:
+        value = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise InputError(f"input {name!r}: {path} is not a readable .npy file of numbers or strings ({exc})",
+                         hint="save it with numpy.save; pickled objects are never loaded") from None
+    if not isinstance(value, np.ndarray):
+        value.close()
+        raise InputError(f"input {name!r}: {path} is an .npz archive, not one array",
+                         hint="save each input with numpy.save and pass it as --input NAME=FILE.npy")
+    return value
+
+
+def save_outputs(outputs: "dict[str, np.ndarray]", folder: Path) -> list[Path]:
+    """Write each output as folder/<name>.npy (names made file-safe); returns the paths."""
+    import re
+
+    import numpy as np
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, value in outputs.items():
+        stem = re.sub(r"[^A-Za-z0-9._-]", "_", name).lstrip(".") or "output"
+        path = folder / f"{stem}.npy"
+        np.save(path, np.asarray(value), allow_pickle=False)
+        paths.append(path)
+    return paths
+
+
+def describe_output(model: "Model", name: str, value: "np.ndarray", top: int) -> list[str]:
+    """Lines showing one output: name, shape, dtype, then top-k classes, label names or values."""
+    import numpy as np
+
+    value = np.asarray(value)
+    lines = [f"{name}  shape {list(value.shape)}  {value.dtype}"]
+    labels = model.labels(name) if model.has_labels(name) else None
+    if labels and value.dtype.kind == "f" and value.ndim >= 1 and value.shape[-1] == len(labels):
+        rows = value.reshape(-1, len(labels))
+        for i, row in enumerate(rows[:_MAX_ROWS]):
+            best = np.argsort(-row, kind="stable")[:top]
+            lines.append(f"  [{i}] " + ", ".join(f"{labels[j]} {row[j]:.4f}" for j in best))
+        lines += _more(len(rows))
+    elif labels and value.dtype.kind in "iu":
+        rows = value.reshape(-1, value.shape[-1]) if value.ndim >= 2 else value.reshape(1, -1)
+        def label(v: int) -> str:
+            return labels[v] if 0 <= v < len(labels) else f"?{v}"
+        for i, row in enumerate(rows[:_MAX_ROWS]):
+            shown = ", ".join(label(int(v)) for v in row[:_MAX_VALUES])
+            lines.append(f"  [{i}] {shown}" + (" ..." if len(row) > _MAX_VALUES else ""))
+        lines += _more(len(rows))
+    else:
+        text = np.array2string(value, threshold=_MAX_VALUES, edgeitems=3, precision=4)
+        lines += ["  " + line for line in text.splitlines()]
+    return lines
+
+
+def _more(rows: int) -> list[str]:
+    return [f"  ... {rows - _MAX_ROWS} more rows"] if rows > _MAX_ROWS else []
+
+
+def register(app: typer.Typer) -> None:
+    """Add `nnpm run` to the app."""
+    app.command()(run)
