@@ -24,11 +24,11 @@ TOML_NAME = "nnpm.toml"
 MANIFEST_NAME = "manifest.json"
 
 # PEP 508 project names; the length cap keeps URLs and paths sane.
-_NAME_RE = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
+_NAME_RE = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])\Z", re.IGNORECASE)
 _MAX_NAME = 100
-_DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
-_PORT_RE = re.compile(r"^[A-Za-z0-9._-]+\.[^.\s][^\s]*$")
-_LICENSE_RE = re.compile(r"^[A-Za-z0-9.+() -]{1,100}$")
+_DIGEST_RE = re.compile(r"^[0-9a-f]{64}\Z")
+_PORT_RE = re.compile(r"^[A-Za-z0-9._-]+\.[^.\s][^\s]*\Z")
+_LICENSE_RE = re.compile(r"^[A-Za-z0-9.+() -]{1,100}\Z")
 
 _PACKAGE_KEYS = {"name", "version", "description", "license", "readme", "tags", "authors",
                  "homepage", "repository"}
@@ -44,7 +44,7 @@ def canonical_name(name: str, *, file: str | None = None, key: str = "package.na
         raise ManifestError(
             f"invalid package name {name!r}",
             file=file, key=key,
-            hint="use letters, digits, '-', '_' or '.', starting and ending with a letter or digit",
+            hint=f"use up to {_MAX_NAME} letters, digits, '-', '_' or '.', starting and ending with a letter or digit",
         )
     return canonicalize_name(name)
 
@@ -262,8 +262,8 @@ def project_from_dict(data: Any, *, file: str | None = TOML_NAME) -> Project:
         readme=check_relpath(readme, file=file, key="package.readme") if readme is not None else None,
         tags=_str_list(pkg, "tags", file, "package"),
         authors=_str_list(pkg, "authors", file, "package"),
-        homepage=_str(pkg, "homepage", file, "package"),
-        repository=_str(pkg, "repository", file, "package"),
+        homepage=_str(pkg, "homepage", file, "package") or None,
+        repository=_str(pkg, "repository", file, "package") or None,
         model=model, pipeline=pipeline, dependencies=deps,
         requires=_parse_specs(data.get("requires", {}), "requires", file, names=False),
         include=include,
@@ -438,7 +438,8 @@ class Manifest:
     def from_dict(cls, data: Any, *, file: str | None = MANIFEST_NAME) -> "Manifest":
         """Parse and validate manifest.json (as sent to the registry or read from an archive)."""
         data = _table(data, "", file, _TOP_KEYS | _MANIFEST_KEYS)
-        if data.get("format") != FORMAT:
+        fmt = data.get("format")
+        if not isinstance(fmt, int) or isinstance(fmt, bool) or fmt != FORMAT:
             raise ManifestError(f"unsupported format {data.get('format')!r}", file=file, key="format",
                                 hint=f"this nnpm reads format {FORMAT}; upgrade nnpm")
         # manifest.json keeps the [files] include list under "include"; "files" is the file list.

@@ -33,14 +33,19 @@ def check_file(root: Path, rel: str, *, allow_hardlinks: bool = False, what: str
     root = Path(root)
     path = root / rel
     # Walk each component so a symlinked folder on the way is caught, not only the leaf.
+    parts = Path(rel).parts
+    if not parts:
+        raise PackageSafetyError(f"{what} {rel!r} is not a file inside the package")
     current = root
-    for part in Path(rel).parts:
+    for part in parts:
         current = current / part
         try:
             st = os.lstat(current)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             raise PackageSafetyError(f"{what} {rel!r} does not exist in {root}",
                                      hint="add the file or remove it from nnpm.toml") from None
+        except OSError as exc:
+            raise PackageSafetyError(f"{what} {rel!r} cannot be read: {exc.strerror}") from None
         if stat.S_ISLNK(st.st_mode):
             raise PackageSafetyError(f"{what} {rel!r} is a symbolic link",
                                      hint="replace the link with a real copy of the file")
