@@ -1,4 +1,4 @@
-"""Author commands: init, pack, publish."""
+"""Author commands: init, pack."""
 
 from __future__ import annotations
 

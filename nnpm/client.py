@@ -1,0 +1,420 @@
+"""httpx client for the registry protocol (docs/protocol.md); every failure leaves as an nnpm error.
+
+Packuments are cached with their ETag and revalidated with If-None-Match:
+
+    CACHE_DIR/packuments/v1/<host>-<hash of registry URL>/<canonical name>.json
+                                   {"etag": "...", "packument": {...}}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+from urllib.parse import quote
+
+import httpx
+
+from nnpm import __version__
+from nnpm.config import normalise_url
+from nnpm.errors import (AuthError, ConfigError, ConflictError, IntegrityError, NnpmError, NotFoundError,
+                         RegistryError, TooLargeError, error_for_code)
+from nnpm.hashing import CHUNK
+from nnpm.manifest import Manifest, canonical_name, is_digest, parse_version
+
+MAX_JSON = 64 * 1024 * 1024      # a packument or answer larger than this is refused
+MAX_ERROR_BODY = 64 * 1024       # error bodies are read up to this much
+DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
+
+# Codes a server may send back, mapped to the same class (docs/protocol.md, "Conventions").
+SERVER_CODES = frozenset({"invalid_manifest", "invalid_model", "unsafe_package", "invalid_pipeline",
+                          "integrity_error", "unauthorized", "not_found", "conflict", "too_large",
+                          "registry_error"})
+# Codes that describe this machine (config, envs, inputs); a server sending one is mapped by status.
+LOCAL_CODES = frozenset({"nnpm_error", "resolution_impossible", "invalid_input", "no_labels",
+                         "unmet_requirement", "not_installed", "environment_error", "config_error"})
+STATUS_CLASSES: dict[int, type[RegistryError]] = {401: AuthError, 403: AuthError, 404: NotFoundError,
+                                                  409: ConflictError, 413: TooLargeError}
+
+_NET = "check the URL and your network, and that the registry is running"
+_RETRY = "the connection broke; try again"
+# Every httpx.RequestError class → (reason, hint). Looked up along the MRO; tests check it is complete.
+REQUEST_ERRORS: dict[type[httpx.RequestError], tuple[str, str]] = {
+    httpx.RequestError: ("request failed", _NET),
+    httpx.TransportError: ("transport failed", _NET),
+    httpx.TimeoutException: ("timed out", _NET),
+    httpx.ConnectTimeout: ("connecting timed out", _NET),
+    httpx.ReadTimeout: ("no answer in time", "the registry is slow or overloaded; try again"),
+    httpx.WriteTimeout: ("sending timed out", "the registry is slow or overloaded; try again"),
+    httpx.PoolTimeout: ("no free connection in time", "too many transfers at once; try again"),
+    httpx.NetworkError: ("network error", _NET),
+    httpx.ConnectError: ("connection failed", _NET),
+    httpx.ReadError: ("connection broke while reading", _RETRY),
+    httpx.WriteError: ("connection broke while sending", _RETRY),
+    httpx.CloseError: ("closing the connection failed", _RETRY),
+    httpx.ProxyError: ("the proxy failed", "check HTTP_PROXY / HTTPS_PROXY"),
+    httpx.UnsupportedProtocol: ("unsupported URL", "registry URLs start with http:// or https://"),
+    httpx.ProtocolError: ("HTTP protocol error", _RETRY),
+    httpx.LocalProtocolError: ("the request broke the HTTP protocol", _RETRY),
+    httpx.RemoteProtocolError: ("the registry broke the HTTP protocol", _RETRY),
+    httpx.DecodingError: ("the answer could not be decoded", "the registry or a proxy sent a corrupt body"),
+    httpx.TooManyRedirects: ("too many redirects", "check the registry URL"),
+}
+
+
+def _clean(text: str, limit: int = 300) -> str:
+    """One printable line, at most `limit` characters."""
+    text = re.sub(r"\s+", " ", re.sub(r"[\x00-\x1f\x7f]", " ", text)).strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _safe_url(url: str) -> str:
+    """The URL without any user:password@ part."""
+    return re.sub(r"^(https?://)[^/@]*@", r"\1", url)
+
+
+def _detail_text(detail: object) -> str | None:
+    if isinstance(detail, str):
+        return detail
+    if isinstance(detail, list):  # FastAPI validation errors: [{"msg": ...}, ...]
+        msgs = [d.get("msg") for d in detail if isinstance(d, dict) and isinstance(d.get("msg"), str)]
+        return "; ".join(msgs) or None
+    return None
+
+
+def error_for_response(status: int, headers: httpx.Headers, body: bytes, url: str) -> NnpmError:
+    """The nnpm error an HTTP error answer stands for: by its `error` code, else by status."""
+    code = detail = None
+    try:
+        data = json.loads(body) if body else None
+    except (ValueError, RecursionError):
+        data = None
+    if isinstance(data, dict):
+        code = data.get("error") if isinstance(data.get("error"), str) else None
+        detail = _detail_text(data.get("detail"))
+    code = code or headers.get("x-error-code")
+    cls = error_for_code(code) if code in SERVER_CODES else STATUS_CLASSES.get(status, RegistryError)
+    where = _safe_url(url)
+    if not detail:
+        message = f"the registry at {where} answered {status} {httpx.codes.get_reason_phrase(status)}".rstrip()
+    elif cls is RegistryError and status >= 500:
+        message = f"the registry at {where} failed ({status}): {_clean(detail)}"
+    else:
+        message = _clean(detail)
+    hint = None
+    if status == 401:
+        hint = f"log in with 'nnpm login --registry {where} --token T' or pass --token"
+    elif status == 403:
+        hint = "only a package's owners may change it; an owner can add you with 'nnpm owner add NAME USER'"
+    elif status >= 500:
+        hint = "the registry had a problem; try again later or tell its operator"
+    if issubclass(cls, RegistryError):
+        return cls(message, status=status, hint=hint)
+    err = cls(message, hint=hint)
+    err.status = status  # type: ignore[attr-defined]
+    return err
+
+
+def error_for_request_error(exc: httpx.RequestError, url: str) -> RegistryError:
+    """A RegistryError for a transport failure, naming the registry URL."""
+    reason, hint = next(REQUEST_ERRORS[c] for c in type(exc).__mro__ if c in REQUEST_ERRORS)
+    verb = "bad answer from" if isinstance(exc, (httpx.DecodingError, httpx.TooManyRedirects)) else "cannot reach"
+    extra = _clean(str(exc), 200)
+    return RegistryError(f"{verb} the registry at {_safe_url(url)}: {reason}" + (f" ({extra})" if extra else ""),
+                         hint=hint)
+
+
+def _blob_path(digest: str) -> str:
+    hex_ = digest.removeprefix("sha256:")
+    if not is_digest(hex_):
+        raise IntegrityError(f"{digest!r} is not a sha256 digest (64 lowercase hex digits)")
+    return f"/blobs/sha256:{hex_}"
+
+
+def _seg(text: str) -> str:
+    return quote(text, safe="")
+
+
+def _name(name: str) -> str:
+    return _seg(canonical_name(name, key="name"))
+
+
+def _version(version: object) -> str:
+    return _seg(str(parse_version(str(version), key="version")))
+
+
+def _verified_chunks(f: IO[bytes], size: int, digest: str, on_progress: Callable[[int], None] | None
+                     ) -> Iterator[bytes]:
+    """The file's bytes in chunks; the last chunk is held back until size and sha256 are checked."""
+    h, sent = hashlib.sha256(), 0
+    chunk = f.read(CHUNK)
+    while True:
+        nxt = f.read(CHUNK) if chunk else b""
+        h.update(chunk)
+        sent += len(chunk)
+        if sent > size or (not nxt and (sent != size or h.hexdigest() != digest)):
+            raise IntegrityError(f"blob sha256:{digest[:12]}… changed or does not match its manifest entry "
+                                 "(size or sha256 differs)", hint="re-run 'nnpm pack' and publish again")
+        if not chunk:
+            return
+        yield chunk
+        if on_progress:
+            on_progress(len(chunk))
+        if not nxt:
+            return
+        chunk = nxt
+
+
+class _Secret:
+    """A value that never shows in a repr, a traceback's locals or a log line."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return "'***'"
+
+
+class RegistryClient:
+    """One registry, over the v1 HTTP protocol; thread-safe, close it (or use `with`) when done."""
+
+    def __init__(self, url: str, *, token: str | None = None, transport: httpx.BaseTransport | None = None,
+                 cache_dir: Path | None = None, timeout: float | httpx.Timeout = DEFAULT_TIMEOUT) -> None:
+        self.url = normalise_url(url)
+        try:
+            httpx.URL(self.url)
+        except httpx.InvalidURL as exc:
+            raise ConfigError(f"registry URL {_safe_url(self.url)!r} is not valid: {exc}") from None
+        self._token = _Secret(token) if token else None
+        self._cache = Path(cache_dir) / "packuments" / "v1" / self._cache_key() if cache_dir else None
+        headers = {"User-Agent": f"nnpm/{__version__}"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self._http = httpx.Client(base_url=self.url + "/api/v1", headers=headers, transport=transport,
+                                  timeout=timeout, follow_redirects=True)
+
+    def __repr__(self) -> str:
+        return f"RegistryClient({_safe_url(self.url)!r}, token={'set' if self._token else 'none'})"
+
+    def __enter__(self) -> "RegistryClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    # -- the one seam where failures become nnpm errors -------------------------------------
+    def _redact(self, err: NnpmError) -> NnpmError:
+        if self._token:
+            for attr in ("message", "hint"):
+                text = getattr(err, attr, None)
+                if text and self._token.value in text:
+                    setattr(err, attr, text.replace(self._token.value, "***"))
+            err.args = (err.message,)
+        return err
+
+    @contextmanager
+    def _mapped(self) -> Iterator[None]:
+        try:
+            yield
+        except httpx.RequestError as exc:
+            raise self._redact(error_for_request_error(exc, self.url)) from exc
+
+    def _read(self, resp: httpx.Response, cap: int) -> bytes:
+        chunks, n = [], 0
+        for chunk in resp.iter_bytes():
+            n += len(chunk)
+            if n > cap:
+                raise RegistryError(f"the registry at {_safe_url(self.url)} sent more than {cap} bytes "
+                                    f"for {resp.request.method} {resp.request.url.path}")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _send(self, method: str, path: str, *, headers: dict | None = None, content=None,
+              params: dict | None = None, ok: tuple[int, ...] = (200,)) -> httpx.Response:
+        """Send a request, streaming the answer; an unexpected status raises its nnpm error."""
+        with self._mapped():
+            request = self._http.build_request(method, path, headers=headers, content=content, params=params)
+            resp = self._http.send(request, stream=True)
+            if resp.status_code in ok:
+                return resp
+            try:
+                body = self._read(resp, MAX_ERROR_BODY) if resp.status_code >= 400 else b""
+            except (RegistryError, httpx.RequestError):
+                body = b""
+            finally:
+                resp.close()
+        raise self._redact(error_for_response(resp.status_code, resp.headers, body, self.url))
+
+    def _call(self, method: str, path: str, *, ok: tuple[int, ...] = (200,), **kw) -> tuple[int, bytes, httpx.Headers]:
+        resp = self._send(method, path, ok=ok, **kw)
+        try:
+            with self._mapped():
+                return resp.status_code, self._read(resp, MAX_JSON), resp.headers
+        finally:
+            resp.close()
+
+    def _json(self, body: bytes, what: str) -> dict:
+        try:
+            data = json.loads(body)
+        except (ValueError, RecursionError):
+            data = None
+        if not isinstance(data, dict):
+            raise RegistryError(f"the registry at {_safe_url(self.url)} sent malformed JSON for {what}")
+        return data
+
+    def _get_json(self, method: str, path: str, what: str, **kw) -> dict:
+        return self._json(self._call(method, path, **kw)[1], what)
+
+    # -- reads ---------------------------------------------------------------------------------
+    def health(self) -> dict:
+        """The server's status and version."""
+        return self._get_json("GET", "/health", "health")
+
+    def whoami(self) -> str:
+        """The user the token belongs to."""
+        user = self._get_json("GET", "/whoami", "whoami").get("user")
+        if not isinstance(user, str):
+            raise RegistryError(f"the registry at {_safe_url(self.url)} sent no user name for whoami")
+        return user
+
+    def packument(self, name: str) -> dict | None:
+        """Every version of a package (None when the registry has none), cached by ETag."""
+        path = f"/packages/{_name(name)}"
+        cached = self._cache_read(name)
+        headers = {"If-None-Match": cached[0]} if cached else None
+        status, body, resp_headers = self._call("GET", path, headers=headers, ok=(200, 304, 404))
+        if status == 404:
+            self._cache_drop(name)
+            return None
+        if status == 304:
+            if not cached:
+                raise RegistryError(f"the registry at {_safe_url(self.url)} answered 304 to a plain request")
+            return cached[1]
+        data = self._json(body, f"package {name}")
+        if not isinstance(data.get("versions"), list):
+            raise RegistryError(f"the registry at {_safe_url(self.url)} sent a packument without versions")
+        if resp_headers.get("etag"):
+            self._cache_write(name, resp_headers["etag"], data)
+        return data
+
+    def version(self, name: str, version: str) -> dict:
+        """One version: name, version, yanked, yanked_reason, published_at and the full manifest."""
+        return self._get_json("GET", f"/packages/{_name(name)}/{_version(version)}", f"{name} {version}")
+
+    def owners(self, name: str) -> list[str]:
+        """The users who may publish and yank a package."""
+        return list(self._get_json("GET", f"/packages/{_name(name)}/owners", "owners").get("owners") or [])
+
+    def search(self, q: str, limit: int = 20) -> list[dict]:
+        """Packages whose name, description or tags match (all when q is empty)."""
+        results = self._get_json("GET", "/search", "search", params={"q": q, "limit": limit}).get("results")
+        return [r for r in results if isinstance(r, dict)] if isinstance(results, list) else []
+
+    def has_blob(self, digest: str) -> int | None:
+        """The stored size of a blob, or None when the registry lacks it."""
+        resp = self._send("HEAD", _blob_path(digest), ok=(200, 404))
+        resp.close()
+        if resp.status_code == 404:
+            return None
+        try:
+            return int(resp.headers["content-length"])
+        except (KeyError, ValueError):
+            raise RegistryError(f"the registry at {_safe_url(self.url)} sent no size for blob {digest}") from None
+
+    @contextmanager
+    def open_blob(self, digest: str, start: int = 0, if_range: str | None = None) -> Iterator[httpx.Response]:
+        """The streaming answer for a blob; 206 when a Range from `start` was honoured, else 200 from 0."""
+        headers = {}
+        if start > 0:
+            headers["Range"] = f"bytes={start}-"
+            if if_range:
+                headers["If-Range"] = if_range
+        resp = self._send("GET", _blob_path(digest), headers=headers, ok=(200, 206))
+        try:
+            with self._mapped():
+                yield resp
+        finally:
+            resp.close()
+
+    # -- writes --------------------------------------------------------------------------------
+    def upload_blob(self, digest: str, size: int, path_or_fileobj: Path | str | IO[bytes],
+                    on_progress: Callable[[int], None] | None = None) -> int:
+        """Stream a blob (checked against size and sha256 as it goes); 201 stored, 200 already there."""
+        path = _blob_path(digest)
+        hex_ = digest.removeprefix("sha256:")
+        headers = {"Content-Length": str(size), "Content-Type": "application/octet-stream"}
+        if isinstance(path_or_fileobj, (str, os.PathLike)):
+            with open(path_or_fileobj, "rb") as f:
+                return self._send("PUT", path, headers=headers, ok=(200, 201),
+                                  content=_verified_chunks(f, size, hex_, on_progress)).status_code
+        return self._send("PUT", path, headers=headers, ok=(200, 201),
+                          content=_verified_chunks(path_or_fileobj, size, hex_, on_progress)).status_code
+
+    def put_manifest(self, manifest: Manifest) -> int:
+        """Commit a version whose blobs are all uploaded: 201 created, 200 identical retry."""
+        status, _, _ = self._call("PUT", f"/packages/{_name(manifest.name)}/{_version(manifest.version)}",
+                                  headers={"Content-Type": "application/json"}, content=manifest.to_json(),
+                                  ok=(200, 201))
+        return status
+
+    def yank(self, name: str, version: str, reason: str) -> dict:
+        """Mark a version yanked (PEP 592) with a reason; returns the version object."""
+        return self._get_json("POST", f"/packages/{_name(name)}/{_version(version)}/yank", "yank",
+                              content=json.dumps({"reason": reason}).encode(),
+                              headers={"Content-Type": "application/json"})
+
+    def unyank(self, name: str, version: str) -> dict:
+        """Undo a yank; returns the version object."""
+        return self._get_json("DELETE", f"/packages/{_name(name)}/{_version(version)}/yank", "unyank")
+
+    def add_owner(self, name: str, user: str) -> list[str]:
+        """Let another user publish and yank a package; returns the owners."""
+        data = self._get_json("PUT", f"/packages/{_name(name)}/owners/{_seg(user)}", "owners")
+        return list(data.get("owners") or [])
+
+    # -- packument cache -----------------------------------------------------------------------
+    def _cache_key(self) -> str:
+        host = re.sub(r"[^A-Za-z0-9.-]", "_", httpx.URL(self.url).netloc.decode().rsplit("@", 1)[-1])
+        return f"{host}-{hashlib.sha256(self.url.encode()).hexdigest()[:12]}"
+
+    def _cache_file(self, name: str) -> Path | None:
+        return self._cache / f"{canonical_name(name, key='name')}.json" if self._cache else None
+
+    def _cache_read(self, name: str) -> tuple[str, dict] | None:
+        path = self._cache_file(name)
+        try:
+            data = json.loads(path.read_bytes()) if path else None
+        except (OSError, ValueError, RecursionError):
+            return None
+        if isinstance(data, dict) and isinstance(data.get("etag"), str) and isinstance(data.get("packument"), dict):
+            return data["etag"], data["packument"]
+        return None
+
+    def _cache_write(self, name: str, etag: str, packument: dict) -> None:
+        path = self._cache_file(name)
+        if path is None:
+            return
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps({"etag": etag, "packument": packument}), encoding="utf-8")
+            os.replace(tmp, path)
+        except OSError:
+            tmp.unlink(missing_ok=True)  # a cache that cannot be written is only slower
+
+    def _cache_drop(self, name: str) -> None:
+        path = self._cache_file(name)
+        if path:
+            path.unlink(missing_ok=True)
