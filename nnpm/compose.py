@@ -152,11 +152,21 @@ def plan(pipeline: PipelineSection, sigs: Mapping[str, Signature]) -> Wiring:
     if unexposed:
         raise PipelineError(f"input {unexposed[0]} is neither connected nor exposed",
                             hint="connect it in [pipeline.connect] or name it in [pipeline.inputs]")
+    seen: dict[Port, str] = {}
+    for name, port in inputs.items():
+        if port in seen:
+            raise PipelineError(f"[pipeline.inputs] {seen[port]} and {name} both expose {port}",
+                                hint="one port takes one pipeline input; remove one of them")
+        seen[port] = name
     for name, port in inputs.items():
         if port in fed:
             raise PipelineError(f"[pipeline.inputs] {name} = {port}, but {port} is already fed by {fed[port]}")
-    return Wiring(order=order, edges=tuple(edges), inputs=inputs,
-                  outputs=_expose(pipeline.outputs, sinks, "outputs", sigs))
+    outputs = _expose(pipeline.outputs, sinks, "outputs", sigs)
+    for name in inputs:
+        if name in outputs:
+            raise PipelineError(f"{inputs[name]} and {outputs[name]} would both be exposed as {name!r}",
+                                hint="give them different names in [pipeline.inputs] and [pipeline.outputs]")
+    return Wiring(order=order, edges=tuple(edges), inputs=inputs, outputs=outputs)
 
 
 def signature(wiring: Wiring, sigs: Mapping[str, Signature]) -> Signature:
@@ -172,6 +182,7 @@ def signature(wiring: Wiring, sigs: Mapping[str, Signature]) -> Signature:
 
 def _align(models: dict[str, "onnx.ModelProto"]) -> dict[str, "onnx.ModelProto"]:
     """Bring every step to the same opset per domain and the same IR version."""
+    import onnx
     from onnx import version_converter
 
     target: dict[str, int] = {}
@@ -191,6 +202,15 @@ def _align(models: dict[str, "onnx.ModelProto"]) -> dict[str, "onnx.ModelProto"]
         del m.opset_import[:]
         m.opset_import.extend(_opset(d, v) for d, v in sorted(target.items()) if d in have or d == "")
         m.ir_version = ir
+        raised = [d for d in have if d and have[d] != target[d]]
+        if raised:  # the version converter knows only the default domain: the step must check as is
+            try:
+                onnx.checker.check_model(m)
+            except onnx.checker.ValidationError as exc:
+                d = raised[0]
+                raise PipelineError(f"{step} uses {d} opset {have[d]}, another step uses {target[d]}, and {step} "
+                                    f"is not valid at {d} {target[d]}: {str(exc).strip().splitlines()[0]}",
+                                    hint="rebuild one of the steps for the same opset") from None
         out[step] = m
     return out
 
@@ -201,13 +221,63 @@ def _opset(domain: str, version: int):
     return helper.make_opsetid(domain, version)
 
 
+def _prefix_graph(graph: "onnx.GraphProto", prefix: str) -> None:
+    """Prefix every name in a graph and its subgraphs, in place.
+
+    onnx.compose.add_prefix misses outer-scope initializers read inside subgraphs (it walks
+    If/Loop/Scan bodies before it records the initializers), so it is not used for graphs.
+    Renaming every name the same way in every scope keeps the scoping rules intact.
+    """
+    def p(name: str) -> str:
+        return prefix + name if name else name
+
+    for node in graph.node:
+        node.name = p(node.name)
+        ins, outs = [p(n) for n in node.input], [p(n) for n in node.output]
+        del node.input[:]
+        node.input.extend(ins)
+        del node.output[:]
+        node.output.extend(outs)
+        for attr in node.attribute:
+            if attr.HasField("g"):
+                _prefix_graph(attr.g, prefix)
+            for sub in attr.graphs:
+                _prefix_graph(sub, prefix)
+    for value in (*graph.input, *graph.output, *graph.value_info):
+        value.name = p(value.name)
+    for tensor in graph.initializer:
+        tensor.name = p(tensor.name)
+    for sparse in graph.sparse_initializer:
+        sparse.values.name = p(sparse.values.name)
+        sparse.indices.name = p(sparse.indices.name)
+
+
+def _prefixed(model: "onnx.ModelProto", prefix: str) -> "onnx.ModelProto":
+    from onnx import compose
+
+    # add_prefix only for the model-local functions; the graph is renamed by _prefix_graph.
+    out = compose.add_prefix(model, prefix, rename_nodes=False, rename_edges=False, rename_inputs=False,
+                             rename_outputs=False, rename_initializers=False, rename_value_infos=False)
+    _prefix_graph(out.graph, prefix)
+    return out
+
+
+def _names(graph: "onnx.GraphProto") -> set[str]:
+    out = {v.name for v in (*graph.input, *graph.output, *graph.value_info)}
+    out |= {t.name for t in graph.initializer}
+    for node in graph.node:
+        out.update(node.input)
+        out.update(node.output)
+    return out
+
+
 def fuse(models: Mapping[str, "onnx.ModelProto"], wiring: Wiring, *, name: str = "pipeline") -> "onnx.ModelProto":
     """One model from the steps' models, wired as planned; checked with onnx.checker."""
     import onnx
     from onnx import compose, helper
 
     aligned = _align({s: models[s] for s in wiring.order})
-    prefixed = {s: compose.add_prefix(m, prefix=f"{s}/") for s, m in aligned.items()}
+    prefixed = {s: _prefixed(m, f"{s}/") for s, m in aligned.items()}
     for m in prefixed.values():  # merge_models needs every domain in both models
         have = {o.domain for o in m.opset_import}
         for other in prefixed.values():
@@ -222,6 +292,11 @@ def fuse(models: Mapping[str, "onnx.ModelProto"], wiring: Wiring, *, name: str =
         fused = compose.merge_models(fused, prefixed[step], io_map=io_map, outputs=keep,
                                      name=name, producer_name="nnpm")
     graph = fused.graph
+    inner_names = _names(graph)
+    for exposed in (*wiring.inputs, *wiring.outputs):
+        if exposed in inner_names:
+            raise PipelineError(f"the exposed name {exposed!r} is also the name of a tensor inside the fused graph",
+                                hint="choose another name in [pipeline.inputs] or [pipeline.outputs]")
     # Exposed ports get plain names through Identity nodes (which onnxruntime removes),
     # so names used inside subgraphs never need rewriting.
     head = []
@@ -247,7 +322,11 @@ def fuse(models: Mapping[str, "onnx.ModelProto"], wiring: Wiring, *, name: str =
     graph.output.extend(new_outputs)
     graph.name = name
     fused.producer_name = "nnpm"
-    onnx.checker.check_model(fused, full_check=True)
+    try:
+        onnx.checker.check_model(fused, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        raise PipelineError(f"the fused graph of {name} does not pass the ONNX checker: "
+                            f"{str(exc).strip().splitlines()[0]}") from None
     return fused
 
 

@@ -70,7 +70,12 @@ def fused_proto(pkg: "InstalledPackage", env: "Environment") -> "onnx.ModelProto
 
 
 def _cache_key(pkg: "InstalledPackage", env: "Environment") -> str:
-    parts = [pkg.manifest.to_json().decode()]
+    import onnx
+
+    from nnpm import __version__
+
+    # A new nnpm or onnx may fuse differently, so their versions are part of the key.
+    parts = [__version__, onnx.__version__, pkg.manifest.to_json().decode()]
     for step, p in sorted(_steps(pkg, env, verify=False).items()):
         parts.append(_cache_key(p, env) if p.manifest.project.pipeline else p.manifest.to_json().decode())
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
@@ -82,7 +87,7 @@ def fused_path(pkg: "InstalledPackage", env: "Environment") -> Path:
 
     path = env.cache_dir() / "fused" / f"{pkg.name}-{pkg.version}-{_cache_key(pkg, env)[:16]}.onnx"
     if path.exists():
-        _steps(pkg, env, verify=True)  # a tampered step must not hide behind a cached graph
+        _verify_steps(pkg, env)  # a tampered step must not hide behind a cached graph
         return path
     proto = fused_proto(pkg, env)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -90,6 +95,13 @@ def fused_path(pkg: "InstalledPackage", env: "Environment") -> Path:
     onnx.save(proto, str(tmp))
     os.replace(tmp, path)
     return path
+
+
+def _verify_steps(pkg: "InstalledPackage", env: "Environment") -> None:
+    """Verify every step's files, and the steps of steps that are pipelines themselves."""
+    for step in _steps(pkg, env, verify=True).values():
+        if step.manifest.project.pipeline:
+            _verify_steps(step, env)
 
 
 def _labels(pkg: "InstalledPackage", env: "Environment", wiring: Wiring) -> dict[str, list[str]]:
@@ -102,8 +114,10 @@ def _labels(pkg: "InstalledPackage", env: "Environment", wiring: Wiring) -> dict
         step = steps[port.step]
         if step.manifest.project.model:
             labels = read_labels(step.manifest, step.path)
-            if port.name in labels:
-                out[exposed] = labels[port.name]
+        else:  # a nested pipeline: its own exposed outputs carry its steps' labels
+            labels = _labels(step, env, wiring_of(step, env)[0])
+        if port.name in labels:
+            out[exposed] = labels[port.name]
     return out
 
 
@@ -165,4 +179,9 @@ class StepwiseModel:
 
     def labels(self, output: str) -> list[str]:
         """Class names of one exposed output."""
+        from nnpm.errors import NoLabelsError
+
+        if output not in self._labels:
+            raise NoLabelsError(f"output {output!r} of {self.name} has no labels",
+                                hint="outputs with labels: " + (", ".join(sorted(self._labels)) or "none"))
         return list(self._labels[output])
