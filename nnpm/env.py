@@ -185,7 +185,9 @@ class Environment:
         from filelock import FileLock
 
         self.root.mkdir(parents=True, exist_ok=True)
-        return FileLock(str(self.root / ".install.lock"))
+        # One reentrant lock per path in this process: Installer.install holds it from reading
+        # the old lock to committing the new one, and _apply takes it again inside.
+        return FileLock(str(self.root / ".install.lock"), is_singleton=True)
 
     def prepare(self, store: "Store", manifest: Manifest, manifest_bytes: bytes) -> tuple[Path, int]:
         """Make the folder of one version from store blobs (aside, then renamed); returns (folder, links)."""
@@ -242,7 +244,7 @@ def env_names(settings: "Settings") -> list[str]:
     """Names of every environment."""
     if not settings.envs_dir.is_dir():
         return []
-    return sorted(p.name for p in settings.envs_dir.iterdir() if p.is_dir())
+    return sorted(p.name for p in settings.envs_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 def open_env(name: str | None = None, settings: "Settings | None" = None) -> Environment:

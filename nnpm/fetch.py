@@ -63,6 +63,7 @@ def fetch_one(client: "RegistryClient", store: Store, want: Wanted, advance=None
     last_error: Exception | None = None
     for _ in range(ATTEMPTS):
         done, h = _resume_state(part, want.digest)
+        resumed = done > 0
         if done > want.size:
             part.unlink()
             done, h = 0, hashlib.sha256()
@@ -79,7 +80,13 @@ def fetch_one(client: "RegistryClient", store: Store, want: Wanted, advance=None
         if size != want.size:
             last_error = IntegrityError(f"{want.label}: the download stopped at {size} of {want.size} bytes")
             continue
-        store.commit(part, want.digest, want.size, verified_digest=h.hexdigest())
+        try:
+            store.commit(part, want.digest, want.size, verified_digest=h.hexdigest())
+        except IntegrityError as exc:
+            if not resumed:
+                raise
+            last_error = exc   # bytes kept from before were bad; commit removed them: start over
+            continue
         return received
     raise last_error or IntegrityError(f"{want.label}: download failed")
 
@@ -96,7 +103,7 @@ def _download(client, want: Wanted, part, done: int, h, advance) -> tuple[int, "
                 advance(-done)
             done, mode, h = 0, "wb", hashlib.sha256()
         with open(part, mode) as f:
-            for chunk in resp.iter_bytes(CHUNK):
+            for chunk in resp.iter_bytes():  # as received, so a cut loses no buffered bytes
                 if done + received + len(chunk) > want.size:
                     f.close()
                     part.unlink(missing_ok=True)

@@ -114,6 +114,12 @@ class Installer:
 
     def install(self, specs: list[str], *, pre: bool = False, force: bool = False) -> InstallResult:
         """Install packages (names, requirements, folders, archives) and their dependencies."""
+        # Read the current lock and commit the new one under the same lock: a concurrent install
+        # would otherwise resolve from a stale lock and drop what the other one just installed.
+        with self.env.install_lock():
+            return self._install(specs, pre=pre, force=force)
+
+    def _install(self, specs: list[str], *, pre: bool, force: bool) -> InstallResult:
         from nnpm.resolve import resolve
         from nnpm.errors import ResolutionError
 

@@ -143,8 +143,12 @@ class Store:
             folder = self.root / leftover
             if folder.is_dir():
                 for path in folder.iterdir():
-                    freed += path.stat().st_size
-                    path.unlink()
+                    if path.is_dir() and not path.is_symlink():
+                        freed += sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+                        shutil.rmtree(path, ignore_errors=True)
+                    else:
+                        freed += path.stat().st_size
+                        path.unlink()
                     count += 1
         return count, freed
 

@@ -1,0 +1,243 @@
+"""`nnpm install` and friends against a real registry holding the example packages."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+from conftest import Registry, free_port, write_small_package
+from hostile_server import assert_store_clean
+from nnpm.client import RegistryClient
+from nnpm.env import LOCK_NAME
+from nnpm.publish import publish
+from nnpm.store import Store
+
+EXAMPLES = ["resnet18", "digits", "imagenet-preprocess", "topk", "imagenet-classifier"]
+_BLOB_GET = re.compile(r'"GET /api/v1/blobs/sha256(?::|%3A)([0-9a-f]{64})')
+
+
+@pytest.fixture(scope="module")
+def published(examples_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Registry:
+    """One registry for the module: the examples, digits 2.0.0 and a package needing onnxruntime>=99."""
+    base = tmp_path_factory.mktemp("install-registry")
+    reg = Registry(base / "data", base / "server.log", [])
+    reg.start()
+    try:
+        token = reg.add_user("alice")
+        digits2 = base / "digits-2"
+        shutil.copytree(examples_dir / "digits", digits2)
+        toml = digits2 / "nnpm.toml"
+        toml.write_text(toml.read_text().replace('version = "1.0.0"', 'version = "2.0.0"'))
+        future = write_small_package(base / "future-runtime", "future-runtime", "1.0.0",
+                                     extra_toml='\n[requires]\nonnxruntime = ">=99"\n')
+        with RegistryClient(reg.url, token=token) as client:
+            for folder in [examples_dir / n for n in EXAMPLES] + [digits2, future]:
+                publish(folder, client, progress=False)
+        yield reg
+    finally:
+        reg.stop()
+
+
+def nnpm(home: Path, registry: str | None, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run the real CLI in a subprocess with NNPM_HOME=home."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NNPM_")}
+    env["NNPM_HOME"] = str(home)
+    if registry:
+        env["NNPM_REGISTRY"] = registry
+    proc = subprocess.run([sys.executable, "-m", "nnpm", *args], env=env, capture_output=True, text=True,
+                          timeout=120)
+    if check:
+        assert proc.returncode == 0, f"nnpm {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def one_error_line(proc: subprocess.CompletedProcess) -> str:
+    """Exit 1 and exactly one `error:` line on stderr, no traceback; returns that line."""
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    return lines[0]
+
+
+def lock_of(home: Path, env: str = "default") -> dict:
+    return json.loads((home / "envs" / env / LOCK_NAME).read_bytes())
+
+
+def listed(home: Path, env: str = "default") -> dict[str, str]:
+    data = json.loads(nnpm(home, None, "list", "--json", "--env", env).stdout)
+    assert data["env"] == env
+    return {p["name"]: p["version"] for p in data["packages"]}
+
+
+def blob_gets(reg: Registry) -> list[str]:
+    """Digests of every blob GET the server logged (uvicorn's access log), in order."""
+    return _BLOB_GET.findall(reg.log_path.read_text(errors="replace"))
+
+
+def closed_port_url() -> str:
+    return f"http://127.0.0.1:{free_port()}"
+
+
+def test_install_resnet18_then_list_shows_it(published, tmp_path, examples_dir):
+    home = tmp_path / "home"
+    proc = nnpm(home, published.url, "install", "-q", "resnet18")
+    assert "installed resnet18 1.0.0" in proc.stdout
+    table = nnpm(home, None, "list").stdout
+    assert re.search(r"resnet18\s+1\.0\.0", table), table
+    data = json.loads(nnpm(home, None, "list", "--json").stdout)
+    assert data["packages"] == [{"name": "resnet18", "version": "1.0.0", "source": published.url,
+                                 "requested": True, "size": data["packages"][0]["size"]}]
+    assert data["packages"][0]["size"] > 46_000_000
+    folder = home / "envs" / "default" / "pkgs" / "resnet18-1.0.0"
+    for name in ("model.onnx", "labels.txt", "README.md"):
+        assert (folder / name).read_bytes() == (examples_dir / "resnet18" / name).read_bytes()
+    assert assert_store_clean(home / "store") == 4    # three files and the manifest
+
+
+def test_info_shows_signature_params_and_files(published, tmp_path):
+    home = tmp_path / "home"
+    text = nnpm(home, published.url, "info", "resnet18").stdout
+    for piece in ("resnet18 1.0.0", "input", "float32", "[N, 3, 224, 224]", "logits", "[N, 1000]",
+                  "params: 11,699,112", "model.onnx", "labels.txt", "installed: no", "versions: 1.0.0"):
+        assert piece in text, (piece, text)
+    data = json.loads(nnpm(home, published.url, "info", "resnet18", "--json").stdout)
+    manifest = data["manifest"]
+    assert manifest["params"] == 11_699_112
+    assert [i["name"] for i in manifest["signature"]["inputs"]] == ["input"]
+    assert {f["path"] for f in manifest["files"]} == {"model.onnx", "labels.txt", "README.md"}
+
+
+@pytest.mark.parametrize("spec, version", [("digits>=1,<2", "1.0.0"), ("digits==1.0.0", "1.0.0"),
+                                           ("digits", "2.0.0")])
+def test_install_with_a_specifier(published, tmp_path, spec, version):
+    home = tmp_path / "home"
+    proc = nnpm(home, published.url, "install", "-q", spec)
+    assert f"installed digits {version}" in proc.stdout
+    assert listed(home) == {"digits": version}
+
+
+def test_pipeline_pulls_its_steps_and_uninstall_takes_only_unneeded_deps(published, tmp_path):
+    home = tmp_path / "home"
+    nnpm(home, published.url, "install", "-q", "imagenet-classifier", "digits==1.0.0")
+    assert listed(home) == {"imagenet-classifier": "1.0.0", "imagenet-preprocess": "1.0.0",
+                            "resnet18": "1.0.0", "topk": "1.0.0", "digits": "1.0.0"}
+    requested = {n: p["requested"] for n, p in lock_of(home)["packages"].items()}
+    assert requested == {"imagenet-classifier": True, "digits": True, "imagenet-preprocess": False,
+                         "resnet18": False, "topk": False}
+
+    line = one_error_line(nnpm(home, None, "uninstall", "resnet18", check=False))
+    assert "imagenet-classifier" in line
+    assert "resnet18" in listed(home)
+
+    proc = nnpm(home, None, "uninstall", "imagenet-classifier")
+    for name in ("imagenet-classifier", "imagenet-preprocess", "resnet18", "topk"):
+        assert f"removed {name} 1.0.0" in proc.stdout
+    assert listed(home) == {"digits": "1.0.0"}
+    assert sorted(p.name for p in (home / "envs" / "default" / "pkgs").iterdir()) == ["digits-1.0.0"]
+
+
+def test_uninstall_keeps_a_dependency_the_user_asked_for(published, tmp_path):
+    home = tmp_path / "home"
+    nnpm(home, published.url, "install", "-q", "resnet18", "imagenet-classifier")
+    nnpm(home, None, "uninstall", "imagenet-classifier")
+    assert listed(home) == {"resnet18": "1.0.0"}
+
+
+def test_locked_install_reproduces_the_lock_exactly_and_offline(published, tmp_path):
+    home = tmp_path / "home"
+    nnpm(home, published.url, "install", "-q", "imagenet-classifier", "digits==1.0.0")
+    original = (home / "envs" / "default" / LOCK_NAME).read_bytes()
+    lock_file = tmp_path / "copy.lock"
+    lock_file.write_bytes(original)
+
+    # A fresh machine (empty store) with the registry up.
+    fresh = tmp_path / "fresh"
+    nnpm(fresh, published.url, "install", "-q", "--locked", "--lock", str(lock_file))
+    assert (fresh / "envs" / "default" / LOCK_NAME).read_bytes() == original
+
+    # The same machine, another environment, no registry at all: the store has every blob.
+    offline = closed_port_url()
+    nnpm(home, offline, "install", "-q", "--locked", "--lock", str(lock_file), "--env", "copy")
+    assert (home / "envs" / "copy" / LOCK_NAME).read_bytes() == original
+    assert listed(home, "copy") == listed(home)
+    verify = nnpm(home, offline, "cache", "verify")
+    assert "verified" in verify.stdout
+
+    # Without the blobs and without the registry, it fails in one line and changes nothing.
+    empty = tmp_path / "empty"
+    one_error_line(nnpm(empty, offline, "install", "-q", "--locked", "--lock", str(lock_file), check=False))
+    assert not (empty / "envs" / "default" / LOCK_NAME).exists()
+
+
+def test_unmet_runtime_requirement_is_refused_and_nothing_installed(published, tmp_path):
+    home = tmp_path / "home"
+    nnpm(home, published.url, "install", "-q", "digits==1.0.0")
+    before = (home / "envs" / "default" / LOCK_NAME).read_bytes()
+    blobs_before = {d for d, _ in Store(home / "store").blobs()}
+    line = one_error_line(nnpm(home, published.url, "install", "-q", "future-runtime", check=False))
+    assert "future-runtime" in line and ">=99" in line
+    assert metadata.version("onnxruntime") in line, "the installed version is named"
+    assert (home / "envs" / "default" / LOCK_NAME).read_bytes() == before
+    assert {d for d, _ in Store(home / "store").blobs()} == blobs_before, "nothing was downloaded"
+    assert not list((home / "envs" / "default" / "pkgs").glob("future-runtime*"))
+
+
+def test_search_finds_by_name_and_says_when_nothing_matches(published, tmp_path):
+    home = tmp_path / "home"
+    out = nnpm(home, published.url, "search", "resnet").stdout
+    assert re.search(r"resnet18\s+1\.0\.0", out), out
+    assert "digits" not in out
+    assert "no packages match" in nnpm(home, published.url, "search", "no-such-thing-xyz").stdout
+
+
+def test_unknown_package_is_one_error_line(published, tmp_path):
+    home = tmp_path / "home"
+    line = one_error_line(nnpm(home, published.url, "install", "-q", "no-such-package", check=False))
+    assert "no-such-package" in line
+
+
+def test_second_environment_links_from_the_store_without_downloading(published, tmp_path):
+    home = tmp_path / "home"
+    start = len(blob_gets(published))
+    nnpm(home, published.url, "install", "-q", "resnet18")
+    first = blob_gets(published)[start:]
+    client = RegistryClient(published.url)
+    manifest = client.version("resnet18", "1.0.0")["manifest"]
+    digests = {f["sha256"] for f in manifest["files"]}
+    assert set(first) == digests, "the access log counts the first install's downloads"
+
+    mark = len(blob_gets(published))
+    proc = nnpm(home, published.url, "install", "--env", "second", "resnet18")
+    assert "0 blobs fetched" in proc.stdout
+    assert blob_gets(published)[mark:] == [], "the second environment downloaded nothing"
+
+    store = Store(home / "store")
+    for env in ("default", "second"):
+        folder = home / "envs" / env / "pkgs" / "resnet18-1.0.0"
+        for f in manifest["files"]:
+            st = (folder / f["path"]).stat()
+            assert st.st_ino == store.path(f["sha256"]).stat().st_ino
+            assert st.st_nlink >= 3     # the store and both environments
+
+
+def test_an_interrupted_download_resumes_against_the_real_registry(published, tmp_path, examples_dir):
+    home = tmp_path / "home"
+    model = (examples_dir / "resnet18" / "model.onnx").read_bytes()
+    digest = hashlib.sha256(model).hexdigest()
+    Store(home / "store").partial_path(digest).write_bytes(model[:10_000_000])
+    mark = len(published.log_path.read_text(errors="replace"))
+    nnpm(home, published.url, "install", "-q", "resnet18")
+    log = published.log_path.read_text(errors="replace")[mark:]
+    answers = re.findall(r'"GET /api/v1/blobs/sha256(?::|%3A)' + digest + r' HTTP/1\.1" (\d{3})', log)
+    assert answers == ["206"], "the registry was asked for the missing tail only"
+    assert Store(home / "store").path(digest).read_bytes() == model
+    assert assert_store_clean(home / "store") == 4
