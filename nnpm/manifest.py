@@ -55,7 +55,7 @@ def parse_version(value: Any, *, file: str | None = None, key: str = "package.ve
         raise ManifestError(f"version must be a string, got {type(value).__name__}", file=file, key=key)
     try:
         return Version(value)
-    except InvalidVersion:
+    except (InvalidVersion, ValueError):  # ValueError: a number past Python's int-parsing limit
         raise ManifestError(f"invalid version {value!r}", file=file, key=key,
                             hint="use a PEP 440 version such as 1.0.0 or 2.1rc1") from None
 

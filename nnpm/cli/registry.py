@@ -1,0 +1,70 @@
+"""`nnpm registry serve` and `nnpm registry user add`: run a self-hosted registry.
+
+Only typer is imported here; fastapi, uvicorn and SQLAlchemy load inside the commands.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+registry_app = typer.Typer(help="Run a self-hosted nnpm registry.", no_args_is_help=True)
+user_app = typer.Typer(help="Manage the registry's users and their API tokens.", no_args_is_help=True)
+registry_app.add_typer(user_app, name="user")
+
+_DATA_HELP = "Registry data folder (database and blobs). Default: <NNPM_HOME>/registry."
+
+
+def _data_dir(data: Path | None) -> Path:
+    from nnpm.config import home_dir
+
+    return Path(data).expanduser() if data is not None else home_dir() / "registry"
+
+
+def _settings(data: Path | None, **kwargs):
+    from nnpm.errors import ConfigError
+    from registry_server.settings import Settings
+
+    folder = _data_dir(data)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{folder} is not a folder", hint="pass --data with a folder path")
+    if not 0 < kwargs.get("port", 1) < 65536:
+        raise ConfigError(f"port {kwargs['port']} is not between 1 and 65535")
+    return Settings(data_dir=folder, **kwargs)
+
+
+@registry_app.command()
+def serve(
+    data: Path = typer.Option(None, "--data", help=_DATA_HELP),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 for every interface)."),
+    port: int = typer.Option(8765, help="TCP port to listen on."),
+    database_url: str = typer.Option("", "--database-url",
+                                     help="SQLAlchemy URL, e.g. postgresql://… (default: SQLite in the data folder)."),
+) -> None:
+    """Serve the registry API, the web pages and /docs until stopped."""
+    from registry_server.__main__ import serve as run
+
+    run(_settings(data, host=host, port=port, database_url=database_url))
+
+
+@user_app.command("add")
+def user_add(
+    name: str = typer.Argument(..., help="User name (letters, digits, '.', '_', '-')."),
+    data: Path = typer.Option(None, "--data", help=_DATA_HELP),
+    database_url: str = typer.Option("", "--database-url", help="SQLAlchemy URL (default: SQLite in the data folder)."),
+) -> None:
+    """Create a user if needed and print a new API token for it (shown once, on the last line)."""
+    from registry_server.auth import add_user, check_user_name
+
+    check_user_name(name)
+    settings = _settings(data, database_url=database_url)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    token = add_user(settings.database_url, name)
+    typer.echo(f"new API token for {name!r} (stored hashed; it is shown only now):")
+    typer.echo(token)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `nnpm registry ...` to the app."""
+    app.add_typer(registry_app, name="registry")

@@ -1,0 +1,73 @@
+"""`create_app(settings)`: one independent registry app (tests build as many as they like)."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+import nnpm
+from registry_server import errors
+from registry_server.db import make_engine, session_factory
+from registry_server.routes import api_blobs, api_packages, web
+from registry_server.settings import Settings
+from registry_server.storage import DirBlobStore
+
+log = logging.getLogger("registry_server")
+STALE_TMP_AFTER = 3600  # seconds; an upload in flight writes its temp file continuously
+
+DESCRIPTION = """\
+The nnpm registry protocol (v1): packuments, manifests and sha256-addressed blobs.
+Writes need `Authorization: Bearer <token>`; errors are `{"error": CODE, "detail": ...}`
+with an `X-Error-Code` header. See docs/protocol.md.
+"""
+
+
+def sweep_tmp(tmp_dir: Path, older_than: float = STALE_TMP_AFTER) -> int:
+    """Remove scratch files and folders left by a killed process; returns how many went."""
+    removed = 0
+    cutoff = time.time() - older_than
+    for entry in tmp_dir.iterdir() if tmp_dir.is_dir() else ():
+        try:
+            if entry.lstat().st_mtime >= cutoff:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed += 1
+        except FileNotFoundError:
+            continue
+    return removed
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """Build the FastAPI app over `settings`: database, blob store, routes and error handlers."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = DirBlobStore(settings.blobs_dir, settings.tmp_dir)
+    swept = sweep_tmp(settings.tmp_dir)
+    if swept:
+        log.info("removed %d stale temp entries from %s", swept, settings.tmp_dir)
+    engine = make_engine(settings.database_url)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        engine.dispose()
+
+    app = FastAPI(title="nnpm registry", version=nnpm.__version__, description=DESCRIPTION,
+                  docs_url="/docs", redoc_url=None, openapi_url="/openapi.json", lifespan=lifespan)
+    app.state.settings = settings
+    app.state.store = store
+    app.state.sessions = session_factory(engine)
+    errors.install(app)
+    app.include_router(api_packages.router)
+    app.include_router(api_blobs.router)
+    app.include_router(web.router)
+    app.mount("/static", StaticFiles(directory=str(web.WEB / "static")), name="static")
+    return app

@@ -1,0 +1,138 @@
+"""Reading the catalog: packages, versions, packuments, search. No writes here."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from packaging.version import Version as PepVersion
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from nnpm.errors import ManifestError, NotFoundError
+from nnpm.manifest import canonical_name, parse_version
+from registry_server.db import Owner, Package, User, Version, iso, version_key
+
+
+def url_name(name: str) -> str:
+    """A package name from a URL, canonical, or 400 invalid_manifest."""
+    return canonical_name(name, file=None, key="name")
+
+
+def url_version(version: str) -> str:
+    """A version from a URL, normalised, or 400 invalid_manifest."""
+    try:
+        return str(parse_version(version, file=None, key="version"))
+    except ValueError:  # e.g. a release number over Python's int digit limit
+        raise ManifestError(f"invalid version {version[:100]!r}", key="version") from None
+
+
+def find_package(session: Session, name: str) -> Package | None:
+    """The package with canonical name `name`, or None."""
+    return session.scalar(select(Package).where(Package.name == name))
+
+
+def require_package(session: Session, name: str) -> Package:
+    """The package, or 404."""
+    pkg = find_package(session, name)
+    if pkg is None:
+        raise NotFoundError(f"no package {name!r} on this registry")
+    return pkg
+
+
+def find_version(session: Session, name: str, version: str) -> Version | None:
+    """One version row by canonical name and PEP 440 version (any spelling: 1.0 finds 1.0.0), or None."""
+    return session.scalar(select(Version).join(Package, Version.package_id == Package.id)
+                          .where(Package.name == name, Version.version_key == version_key(version)))
+
+
+def require_version(session: Session, name: str, version: str) -> Version:
+    """The version row, or 404 naming what is missing."""
+    row = find_version(session, name, version)
+    if row is None:
+        require_package(session, name)
+        raise NotFoundError(f"package {name!r} has no version {version}")
+    return row
+
+
+def versions_of(session: Session, package: Package) -> list[Version]:
+    """Every version of a package, PEP 440 ascending."""
+    rows = session.scalars(select(Version).where(Version.package_id == package.id)).all()
+    return sorted(rows, key=lambda r: PepVersion(r.version))
+
+
+def latest(rows: list[Version]) -> Version | None:
+    """Newest non-yanked non-prerelease version; else the newest of any kind; else None."""
+    if not rows:
+        return None
+    ordered = sorted(rows, key=lambda r: PepVersion(r.version))
+    good = [r for r in ordered if not r.yanked and not PepVersion(r.version).is_prerelease]
+    return (good or ordered)[-1]
+
+
+def version_view(row: Version, name: str) -> dict:
+    """`{"name","version","yanked","yanked_reason","published_at","manifest"}`."""
+    return {
+        "name": name,
+        "version": row.version,
+        "yanked": row.yanked,
+        "yanked_reason": row.yanked_reason,
+        "published_at": iso(row.published_at),
+        "manifest": json.loads(row.manifest_json),
+    }
+
+
+def packument(session: Session, name: str) -> tuple[bytes, str]:
+    """The packument of `name` as JSON bytes, and its ETag (a hash of those bytes)."""
+    pkg = require_package(session, name)
+    rows = versions_of(session, pkg)
+    top = latest(rows)
+    doc = {
+        "name": pkg.name,
+        "latest": top.version if top else None,
+        "versions": [{k: v for k, v in version_view(r, pkg.name).items() if k != "name"} for r in rows],
+    }
+    body = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return body, '"' + hashlib.sha256(body).hexdigest() + '"'
+
+
+def owners_of(session: Session, package: Package) -> list[str]:
+    """Owner names, sorted."""
+    return sorted(session.scalars(select(User.name).join(Owner, Owner.user_id == User.id)
+                                  .where(Owner.package_id == package.id)).all())
+
+
+def _like(text: str) -> str:
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def search(session: Session, q: str, limit: int) -> list[dict]:
+    """Packages whose name, description or tags contain `q` (case-insensitive), best name match first."""
+    q = "".join(ch for ch in q if ch.isprintable()).strip()
+    stmt = select(Package.id, Package.name).join(Version, Version.package_id == Package.id).distinct()
+    if q:
+        needles = {q.lower(), "-".join(q.lower().replace("_", "-").replace(".", "-").split())}
+        conds = []
+        for needle in needles:
+            pattern = _like(needle)
+            conds += [Package.name.ilike(pattern, escape="\\"), Version.description.ilike(pattern, escape="\\"),
+                      Version.tags.ilike(pattern, escape="\\")]
+        stmt = stmt.where(or_(*conds))
+    else:
+        stmt = stmt.order_by(Package.name).limit(limit)
+    found = session.execute(stmt).all()
+
+    def rank(item: tuple[int, str]) -> tuple[int, str]:
+        name = item[1]
+        lowered = q.lower()
+        return (0 if name == lowered else 1 if name.startswith(lowered) else 2 if lowered in name else 3, name)
+
+    results = []
+    for pkg_id, name in sorted(found, key=rank)[:limit]:
+        rows = session.scalars(select(Version).where(Version.package_id == pkg_id)).all()
+        top = latest(list(rows))
+        if top is None:
+            continue
+        results.append({"name": name, "version": top.version, "description": top.description,
+                        "tags": [t for t in top.tags.split("\n") if t]})
+    return results

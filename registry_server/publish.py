@@ -1,0 +1,155 @@
+"""Publishing one version: parse and bound the body, check blobs and graph, commit once.
+
+The order is cheap to dear: size and JSON shape, strict manifest validation, URL match,
+ownership, existing version (200 identical / 409 other), blobs present with their sizes,
+the graph re-read by the worker, then one transaction under UNIQUE(package, version).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import AsyncIterator
+
+from packaging.version import Version as PepVersion
+from sqlalchemy.exc import IntegrityError as DbIntegrityError
+from sqlalchemy.orm import Session
+
+from nnpm.errors import AuthError, ConflictError, IntegrityError, ManifestError, NotFoundError, RegistryError, \
+    TooLargeError
+from nnpm.manifest import MANIFEST_NAME, Manifest
+from registry_server.catalog import find_package, find_version
+from registry_server.db import Owner, Package, User, Version, version_key
+from registry_server.owners import is_owner
+from registry_server.settings import Settings
+from registry_server.storage import BlobStore
+
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+async def read_body(chunks: AsyncIterator[bytes], content_length: str | None, limit: int, what: str) -> bytes:
+    """The whole body, refusing (413) anything over `limit` bytes before or while reading."""
+    if content_length and content_length.isdigit() and int(content_length) > limit:
+        raise TooLargeError(f"the {what} is {int(content_length)} bytes; this registry takes at most {limit}",
+                            status=413)
+    buf = bytearray()
+    async for chunk in chunks:
+        buf += chunk
+        if len(buf) > limit:
+            raise TooLargeError(f"the {what} is over this registry's limit of {limit} bytes", status=413)
+    return bytes(buf)
+
+
+def check_json_depth(body: bytes, max_depth: int) -> None:
+    """Refuse JSON nested deeper than about `max_depth`, without parsing it.
+
+    Strings are blanked, everything but brackets dropped, then innermost `[]`/`{}` pairs
+    are peeled a layer (or more) per pass, at C speed. More than `max_depth` passes means
+    deeper than `max_depth`; leftovers mean unbalanced brackets, which json.loads reports.
+    """
+    brackets = _JSON_STRING.sub(b"", body).translate(None, _NOT_BRACKETS)
+    for _ in range(max_depth + 1):
+        if not brackets:
+            return
+        peeled = brackets.replace(b"[]", b"").replace(b"{}", b"")
+        if peeled == brackets:
+            return
+        brackets = peeled
+    if brackets:
+        raise ManifestError(f"the JSON is nested deeper than {max_depth} levels", file=MANIFEST_NAME)
+
+
+def parse_manifest(body: bytes, settings: Settings) -> Manifest:
+    """Bytes → a strictly validated Manifest, or 400 invalid_manifest."""
+    check_json_depth(body, settings.max_json_depth)
+    try:
+        data = json.loads(body)
+    except RecursionError:
+        raise ManifestError("the JSON is nested too deeply", file=MANIFEST_NAME) from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, int digit limits
+        raise ManifestError(f"not valid JSON: {exc}", file=MANIFEST_NAME) from None
+    try:
+        return Manifest.from_dict(data, file=MANIFEST_NAME)
+    except ValueError as exc:  # not a ManifestError: e.g. a version number over Python's int digit limit
+        raise ManifestError(f"invalid value: {exc}", file=MANIFEST_NAME) from None
+
+
+def check_blobs(manifest: Manifest, store: BlobStore) -> None:
+    """Every listed file is stored with the listed size: else 404 naming it (or 400 for a size lie)."""
+    for f in manifest.files:
+        size = store.size(f.sha256)
+        if size is None:
+            raise NotFoundError(f"file {f.path!r} (sha256:{f.sha256}) is not on the registry",
+                                hint=f"upload it first: PUT /api/v1/blobs/sha256:{f.sha256}")
+        if size != f.size:
+            raise IntegrityError(f"file {f.path!r} is {f.size} bytes in the manifest, "
+                                 f"but blob sha256:{f.sha256} holds {size}")
+
+
+def publish(session: Session, store: BlobStore, settings: Settings, user: User,
+            name: str, version: str, body: bytes) -> tuple[int, Version]:
+    """Validate and commit one version; (201, row) when created, (200, row) for an identical retry."""
+    manifest = parse_manifest(body, settings)
+    if manifest.name != name:
+        raise ManifestError(f"the manifest is for package {manifest.name!r}, not {name!r}", key="package.name",
+                            hint="PUT it to /api/v1/packages/{its name}/{its version}")
+    if manifest.version != PepVersion(version):
+        raise ManifestError(f"the manifest is for version {manifest.version}, not {version}", key="package.version")
+    version = str(manifest.version)
+    canonical = manifest.to_json()
+    digest = hashlib.sha256(canonical).hexdigest()
+
+    pkg = find_package(session, name)
+    if pkg is not None:
+        _require_owner(session, pkg, user)
+        existing = find_version(session, name, version)
+        if existing is not None:
+            return _same_or_conflict(existing, digest, name, version)
+    check_blobs(manifest, store)
+    if manifest.project.model is not None:
+        from registry_server.validate import check_model
+
+        check_model(manifest, store, settings)
+
+    row = Version(version=version, version_key=version_key(version), manifest_json=canonical.decode(),
+                  manifest_sha256=digest, description=manifest.project.description,
+                  tags="\n".join(manifest.project.tags))
+    for _ in range(3):  # a lost race on the package or version row is settled by re-reading
+        try:
+            pkg = find_package(session, name)
+            if pkg is None:
+                pkg = Package(name=name)
+                session.add(pkg)
+                session.flush()
+                session.add(Owner(package_id=pkg.id, user_id=user.id))
+            else:
+                _require_owner(session, pkg, user)
+            row.package_id = pkg.id
+            session.add(row)
+            session.commit()
+            return 201, row
+        except DbIntegrityError:
+            session.rollback()
+            existing = find_version(session, name, version)
+            if existing is not None:
+                return _same_or_conflict(existing, digest, name, version)
+        except BaseException:
+            session.rollback()
+            raise
+    raise RegistryError("the version could not be committed; try again", status=503)
+
+
+def _require_owner(session: Session, pkg: Package, user: User) -> None:
+    if not is_owner(session, pkg, user):
+        session.rollback()
+        raise AuthError(f"{user.name!r} is not an owner of {pkg.name!r}", status=403,
+                        hint="ask an owner to add you: PUT /api/v1/packages/{name}/owners/{user}")
+
+
+def _same_or_conflict(existing: Version, digest: str, name: str, version: str) -> tuple[int, Version]:
+    if existing.manifest_sha256 == digest:
+        return 200, existing
+    raise ConflictError(f"{name} {existing.version} is already published with other content", status=409,
+                        hint="versions are immutable; publish a new version number")

@@ -1,0 +1,1 @@
+"""HTTP routes: the JSON API (blobs, packages) and the HTML pages."""

@@ -1,0 +1,41 @@
+"""Server settings: names and defaults in one place, resolved once and handed to `create_app`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+GIB = 1024**3
+MIB = 1024**2
+DB_NAME = "registry.db"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the registry keeps its data and the limits it enforces."""
+
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 8765
+    database_url: str = ""                 # "" means sqlite:///<data_dir>/registry.db
+    max_blob_size: int = 8 * GIB           # one uploaded file
+    max_manifest_size: int = 4 * MIB       # one manifest.json body
+    validate_timeout: float = 60.0         # seconds of wall clock for the model-reading worker
+    validate_memory: int = 2 * GIB         # address space (RLIMIT_AS) of that worker
+    max_readme_size: int = 1 * MIB         # README bytes rendered on the model card
+    max_json_depth: int = 32               # nesting of any JSON body
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser().resolve())
+        if not self.database_url:
+            object.__setattr__(self, "database_url", f"sqlite:///{self.data_dir / DB_NAME}")
+
+    @property
+    def tmp_dir(self) -> Path:
+        """Scratch space on the same file system as the blobs (uploads, worker folders)."""
+        return self.data_dir / "tmp"
+
+    @property
+    def blobs_dir(self) -> Path:
+        """Root of the directory blob store."""
+        return self.data_dir / "blobs"

@@ -1,0 +1,154 @@
+"""Blob storage behind one small interface; routes never touch a path or a bucket.
+
+`DirBlobStore` keeps blobs in a folder (under `Settings.data_dir`):
+
+    blobs/sha256/ab/ab12…ef     one read-only file per blob, named by its sha256
+    tmp/upload-XXXX.part        uploads in flight; renamed into blobs/ only once verified
+
+A blob appears under `blobs/` by one atomic rename after its bytes were hashed and
+counted, so a reader (or a restarted server after kill -9) never sees a partial blob.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import anyio.to_thread
+
+from nnpm.errors import IntegrityError, NotFoundError
+
+CHUNK = 1024 * 1024
+
+
+class BlobStore(ABC):
+    """Content-addressed bytes, keyed by sha256 hex digest (already validated by the caller)."""
+
+    @abstractmethod
+    def size(self, digest: str) -> int | None:
+        """Bytes of a stored blob, or None when it is absent."""
+
+    def exists(self, digest: str) -> bool:
+        """True when the blob is stored."""
+        return self.size(digest) is not None
+
+    @abstractmethod
+    def open_range(self, digest: str, offset: int = 0, length: int | None = None,
+                   chunk_size: int = CHUNK) -> Iterator[bytes]:
+        """Chunks of `length` bytes (all, by default) from `offset`; NotFoundError when absent."""
+
+    @abstractmethod
+    async def put(self, digest: str, chunks: AsyncIterator[bytes], *, size: int) -> bool:
+        """Store a stream as `digest`; True when written, False when already present.
+
+        Raises IntegrityError, storing nothing, when the bytes do not hash to `digest`
+        or do not count to `size`.
+        """
+
+    @abstractmethod
+    def materialize(self, digest: str, dest: Path, *, link: bool = True) -> None:
+        """Make the blob's bytes appear as the local file `dest`: a hard link when `link` and possible, else a copy."""
+
+    def read(self, digest: str, limit: int) -> bytes:
+        """At most `limit` bytes from the start of a blob."""
+        return b"".join(self.open_range(digest, 0, min(limit, self.size(digest) or 0)))
+
+
+class DirBlobStore(BlobStore):
+    """Blobs as files in a local folder, written through a temp file and an atomic rename."""
+
+    def __init__(self, root: Path, tmp_dir: Path) -> None:
+        self.root = Path(root) / "sha256"
+        self.tmp_dir = Path(tmp_dir)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, digest: str) -> Path:
+        return self.root / digest[:2] / digest
+
+    def size(self, digest: str) -> int | None:
+        try:
+            return self._path(digest).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def open_range(self, digest: str, offset: int = 0, length: int | None = None,
+                   chunk_size: int = CHUNK) -> Iterator[bytes]:
+        try:
+            f = open(self._path(digest), "rb")  # opened now, so absence is known before streaming
+        except FileNotFoundError:
+            raise NotFoundError(f"blob sha256:{digest} is not stored") from None
+        return _read_chunks(f, offset, length, chunk_size)
+
+    async def put(self, digest: str, chunks: AsyncIterator[bytes], *, size: int) -> bool:
+        if self.exists(digest):
+            async for _ in chunks:  # drain, so the client can read our answer on a clean connection
+                pass
+            return False
+        fd, tmp_name = tempfile.mkstemp(prefix="upload-", suffix=".part", dir=self.tmp_dir)
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                h = hashlib.sha256()
+                total = 0
+                buf = bytearray()
+
+                def flush(data: bytes) -> None:
+                    h.update(data)
+                    f.write(data)
+
+                async for chunk in chunks:
+                    total += len(chunk)
+                    if total > size:
+                        raise IntegrityError(f"the body is longer than the {size} bytes announced")
+                    buf += chunk
+                    if len(buf) >= CHUNK:
+                        data, buf = bytes(buf), bytearray()
+                        await anyio.to_thread.run_sync(flush, data)
+                await anyio.to_thread.run_sync(flush, bytes(buf))
+                if total != size:
+                    raise IntegrityError(f"received {total} bytes but {size} were announced")
+                got = h.hexdigest()
+                if got != digest:
+                    raise IntegrityError(f"the bytes hash to sha256:{got}, not sha256:{digest}",
+                                         hint="upload the file under its own digest")
+                f.flush()
+                await anyio.to_thread.run_sync(os.fsync, f.fileno())
+            os.chmod(tmp, 0o444)
+            final = self._path(digest)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, final)
+            return True
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def materialize(self, digest: str, dest: Path, *, link: bool = True) -> None:
+        src = self._path(digest)
+        if not src.exists():
+            raise NotFoundError(f"blob sha256:{digest} is not stored")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if link:
+            try:
+                os.link(src, dest)
+                return
+            except OSError:
+                pass
+        shutil.copyfile(src, dest)
+
+
+def _read_chunks(f, offset: int, length: int | None, chunk_size: int) -> Iterator[bytes]:
+    with f:
+        f.seek(offset)
+        left = length
+        while left is None or left > 0:
+            chunk = f.read(chunk_size if left is None else min(chunk_size, left))
+            if not chunk:
+                break
+            if left is not None:
+                left -= len(chunk)
+            yield chunk
