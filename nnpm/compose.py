@@ -335,3 +335,26 @@ def load_pipeline(pkg: Any, env: Any, **kw: Any) -> Any:
     from nnpm.pipeline import load_pipeline as _load
 
     return _load(pkg, env, **kw)
+
+
+def check_pipeline(project: Any, lookup: Any, *, _depth: int = 0) -> Signature | None:
+    """Check a pipeline's wiring against the step manifests `lookup(name, specifier)` finds.
+
+    Returns the pipeline's signature, or None when `lookup` has no manifest for some step
+    (the caller decides whether that is an error). Nested pipelines are planned recursively.
+    """
+    if _depth > 20:
+        raise PipelineError(f"{project.name}: pipelines nest more than 20 levels deep (a cycle?)")
+    sigs = {}
+    for step in project.pipeline.steps:
+        manifest = lookup(step, project.dependencies[step])
+        if manifest is None:
+            return None
+        if manifest.project.pipeline is not None:
+            sig = check_pipeline(manifest.project, lookup, _depth=_depth + 1)
+            if sig is None:
+                return None
+        else:
+            sig = manifest.signature
+        sigs[step] = sig
+    return signature(plan(project.pipeline, sigs), sigs)

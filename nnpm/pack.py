@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,11 +57,16 @@ def default_archive_name(manifest: Manifest) -> str:
     return f"{manifest.name}-{manifest.version}.nnpm"
 
 
-def pack(folder: Path, out: Path | None = None) -> tuple[Built, Path, Path]:
-    """Write NAME-VERSION.nnpm and NAME-VERSION.manifest.json (default in FOLDER/dist/)."""
+def pack(folder: Path, out: Path | None = None, *, check: Callable[[Built], None] | None = None) -> tuple[Built, Path, Path]:
+    """Write NAME-VERSION.nnpm and NAME-VERSION.manifest.json (default in FOLDER/dist/).
+
+    `check` runs on the validated package before anything is written.
+    """
     from nnpm.archive import write_archive
 
     built = build(folder)
+    if check is not None:
+        check(built)
     archive = Path(out) if out else Path(folder) / "dist" / default_archive_name(built.manifest)
     if archive.suffix != ".nnpm":
         raise ManifestError(f"output {archive} must end in .nnpm", hint="e.g. -o resnet18-1.0.0.nnpm")

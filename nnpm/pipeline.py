@@ -185,3 +185,21 @@ class StepwiseModel:
             raise NoLabelsError(f"output {output!r} of {self.name} has no labels",
                                 hint="outputs with labels: " + (", ".join(sorted(self._labels)) or "none"))
         return list(self._labels[output])
+
+
+def check_installed_wiring(project: Any, env: "Environment | None" = None) -> bool:
+    """Check a pipeline project against the steps installed in `env`; False when some are missing."""
+    from nnpm.compose import check_pipeline
+    from nnpm.env import open_env
+    from nnpm.errors import NotInstalledError
+
+    env = env or open_env()
+
+    def installed(step: str, spec: Any):
+        try:
+            pkg = env.get(step)
+        except NotInstalledError:
+            return None
+        return pkg.manifest if spec.contains(pkg.version, prereleases=True) else None
+
+    return check_pipeline(project, installed) is not None

@@ -16,10 +16,10 @@ from packaging.version import Version as PepVersion
 from sqlalchemy.exc import IntegrityError as DbIntegrityError
 from sqlalchemy.orm import Session
 
-from nnpm.errors import AuthError, ConflictError, IntegrityError, ManifestError, NotFoundError, RegistryError, \
-    TooLargeError
+from nnpm.errors import AuthError, ConflictError, IntegrityError, ManifestError, NotFoundError, PipelineError, \
+    RegistryError, TooLargeError
 from nnpm.manifest import MANIFEST_NAME, Manifest
-from registry_server.catalog import find_package, find_version
+from registry_server.catalog import find_package, find_version, versions_of
 from registry_server.db import Owner, Package, User, Version, version_key
 from registry_server.owners import is_owner
 from registry_server.settings import Settings
@@ -88,6 +88,21 @@ def check_blobs(manifest: Manifest, store: BlobStore) -> None:
                                  f"but blob sha256:{f.sha256} holds {size}")
 
 
+def check_wiring(session: Session, manifest: Manifest) -> None:
+    """A pipeline's steps must resolve on this registry and wire together: else 422 invalid_pipeline."""
+    from nnpm.compose import check_pipeline
+
+    def newest(step: str, spec) -> Manifest:
+        pkg = find_package(session, step)
+        rows = [r for r in versions_of(session, pkg) if not r.yanked and spec.contains(r.version)] if pkg else []
+        if not rows:
+            raise PipelineError(f"step {step}{spec} has no published version on this registry",
+                                hint="publish the pipeline's steps before the pipeline")
+        return Manifest.from_json(rows[-1].manifest_json)
+
+    check_pipeline(manifest.project, newest)
+
+
 def publish(session: Session, store: BlobStore, settings: Settings, user: User,
             name: str, version: str, body: bytes) -> tuple[int, Version]:
     """Validate and commit one version; (201, row) when created, (200, row) for an identical retry."""
@@ -112,6 +127,8 @@ def publish(session: Session, store: BlobStore, settings: Settings, user: User,
         from registry_server.validate import check_model
 
         check_model(manifest, store, settings)
+    else:
+        check_wiring(session, manifest)
 
     row = Version(version=version, version_key=version_key(version), manifest_json=canonical.decode(),
                   manifest_sha256=digest, description=manifest.project.description,

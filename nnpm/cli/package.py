@@ -31,9 +31,19 @@ def pack(
     from nnpm.cli.show import console, summary
     from nnpm.pack import pack as do_pack
 
-    built, archive, manifest_path = do_pack(folder, out)
+    notes = []
+
+    def check_wiring(built) -> None:
+        if built.manifest.project.pipeline:
+            from nnpm.pipeline import check_installed_wiring
+
+            notes.append("  wiring: checked against the installed steps"
+                         if check_installed_wiring(built.manifest.project) else
+                         "  wiring: not checked here (steps not installed); the registry checks it at publish")
+
+    built, archive, manifest_path = do_pack(folder, out, check=check_wiring)
     summary(built.manifest)
-    console().print(f"wrote {archive}\nwrote {manifest_path}")
+    console().print("\n".join([*notes, f"wrote {archive}", f"wrote {manifest_path}"]))
 
 
 def register(app: typer.Typer) -> None:
