@@ -112,10 +112,10 @@ def main() -> int:
         for name in PUBLISH_ORDER:
             nnpm("publish", str(examples / name), home=author)
         step("install from the registry into a fresh NNPM_HOME")
-        nnpm("install", "resnet18", "digits-classifier", "--registry", url, home=user)
+        nnpm("install", "resnet18", "digits-classifier", "imagenet-classifier", "--registry", url, home=user)
         nnpm("list", home=user)
         nnpm("install", "--env", "second", "resnet18", "--registry", url, home=user)
-        nnpm("info", "digits", home=user)
+        nnpm("info", "digits", "--registry", url, home=user)
         step("run: classify held-out digits through nnpm.load")
         classify_digits(user)
         step("done")
