@@ -17,7 +17,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from nnpm import crash
 from nnpm.compat import check_runtime
 from nnpm.env import Environment, Lock, LockedPackage, open_env
-from nnpm.errors import ConfigError, IntegrityError, ManifestError, NotInstalledError
+from nnpm.errors import IntegrityError, ManifestError, NotInstalledError
 from nnpm.fetch import FetchStats, Wanted, fetch_all
 from nnpm.manifest import Manifest, canonical_name
 from nnpm.store import Store

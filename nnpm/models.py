@@ -14,7 +14,7 @@ _cache: dict = {}          # (NNPM_HOME, env, name) -> nnpm.Model
 _lock = _threading.Lock()
 
 
-def __getattr__(attr: str) -> "Model":
+def __getattr__(attr: str) -> "nnpm.Model":  # noqa: F821 (a string: no import at module level)
     if attr.startswith("_"):
         raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
     from nnpm.config import load_settings

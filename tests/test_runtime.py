@@ -15,7 +15,7 @@ from onnx import TensorProto, helper
 
 import nnpm
 from examples import digits
-from nnpm.errors import InputError, ManifestError, NnpmError, RequirementError
+from nnpm.errors import InputError, ManifestError, RequirementError
 from nnpm.runtime import Model, NoLabelsError, load
 
 MODELS = ["resnet18", "digits", "digits-preprocess", "imagenet-preprocess", "topk"]
