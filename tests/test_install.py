@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 from importlib import metadata
 from pathlib import Path
 
 import pytest
+
+from tests.cli import one_error_line, run_nnpm
 
 from conftest import Registry, free_port, write_small_package
 from hostile_server import assert_store_clean
@@ -49,23 +49,7 @@ def published(examples_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> R
 
 def nnpm(home: Path, registry: str | None, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     """Run the real CLI in a subprocess with NNPM_HOME=home."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NNPM_")}
-    env["NNPM_HOME"] = str(home)
-    if registry:
-        env["NNPM_REGISTRY"] = registry
-    proc = subprocess.run([sys.executable, "-m", "nnpm", *args], env=env, capture_output=True, text=True,
-                          timeout=120)
-    if check:
-        assert proc.returncode == 0, f"nnpm {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
-    return proc
-
-
-def one_error_line(proc: subprocess.CompletedProcess) -> str:
-    """Exit 1 and exactly one `error:` line on stderr, no traceback; returns that line."""
-    assert proc.returncode == 1, proc.stdout + proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
-    return lines[0]
+    return run_nnpm(home, *args, registry=registry, check=check)
 
 
 def lock_of(home: Path, env: str = "default") -> dict:

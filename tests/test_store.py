@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli import one_error_line, run_nnpm
+
 from hostile_server import HostileRegistry, assert_store_clean
 from modelkit import linear, package
 from nnpm.config import Settings
@@ -27,26 +29,7 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def nnpm(home: Path, *args: str, registry: str | None = None, env_name: str | None = None,
-         check: bool = True) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NNPM_")}
-    env["NNPM_HOME"] = str(home)
-    if registry:
-        env["NNPM_REGISTRY"] = registry
-    if env_name:
-        env["NNPM_ENV"] = env_name
-    proc = subprocess.run([sys.executable, "-m", "nnpm", *args], env=env, capture_output=True, text=True,
-                          timeout=120)
-    if check:
-        assert proc.returncode == 0, f"nnpm {' '.join(args)}:\n{proc.stdout}\n{proc.stderr}"
-    return proc
-
-
-def one_error_line(proc: subprocess.CompletedProcess) -> str:
-    assert proc.returncode == 1, proc.stdout + proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
-    return lines[0]
+nnpm = run_nnpm
 
 
 # -- Store --------------------------------------------------------------------------------------------
