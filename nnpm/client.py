@@ -30,6 +30,8 @@ from nnpm.manifest import Manifest, canonical_name, is_digest, parse_version
 
 MAX_JSON = 64 * 1024 * 1024      # a packument or answer larger than this is refused
 MAX_ERROR_BODY = 64 * 1024       # error bodies are read up to this much
+MAX_BLOB_REDIRECTS = 3           # hops a blob download may take to the bytes (e.g. to a presigned S3 URL)
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
 DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
 
 # Codes a server may send back, mapped to the same class (docs/protocol.md, "Conventions").
@@ -242,11 +244,12 @@ class RegistryClient:
         return b"".join(chunks)
 
     def _send(self, method: str, path: str, *, headers: dict | None = None, content=None,
-              params: dict | None = None, ok: tuple[int, ...] = (200,)) -> httpx.Response:
+              params: dict | None = None, ok: tuple[int, ...] = (200,), follow_redirects: bool = True
+              ) -> httpx.Response:
         """Send a request, streaming the answer; an unexpected status raises its nnpm error."""
         with self._mapped():
             request = self._http.build_request(method, path, headers=headers, content=content, params=params)
-            resp = self._http.send(request, stream=True)
+            resp = self._http.send(request, stream=True, follow_redirects=follow_redirects)
             if resp.status_code in ok:
                 return resp
             try:
@@ -335,18 +338,66 @@ class RegistryClient:
 
     @contextmanager
     def open_blob(self, digest: str, start: int = 0, if_range: str | None = None) -> Iterator[httpx.Response]:
-        """The streaming answer for a blob; 206 when a Range from `start` was honoured, else 200 from 0."""
+        """The streaming answer for a blob; 206 when a Range from `start` was honoured, else 200 from 0.
+
+        A registry may redirect the download to where the bytes are (a presigned S3 URL);
+        see `_follow_blob_redirect`. The caller checks size and sha256 either way.
+        """
         headers = {}
         if start > 0:
             headers["Range"] = f"bytes={start}-"
             if if_range:
                 headers["If-Range"] = if_range
-        resp = self._send("GET", _blob_path(digest), headers=headers, ok=(200, 206))
+        resp = self._send("GET", _blob_path(digest), headers=headers, ok=(200, 206, *REDIRECTS),
+                          follow_redirects=False)
         try:
+            for _ in range(MAX_BLOB_REDIRECTS):
+                if resp.status_code not in REDIRECTS:
+                    break
+                resp = self._follow_blob_redirect(resp, digest, start)
+            if resp.status_code in REDIRECTS:
+                resp.close()
+                raise RegistryError(f"the download of blob {digest} was redirected more than "
+                                    f"{MAX_BLOB_REDIRECTS} times", hint="tell the registry's operator")
             with self._mapped():
                 yield resp
         finally:
             resp.close()
+
+    def _follow_blob_redirect(self, resp: httpx.Response, digest: str, start: int) -> httpx.Response:
+        """GET the Location of a blob redirect, re-sending only the Range.
+
+        Never the Authorization header (a presigned URL carries its own signature, and an
+        object store refuses a request with two), nor If-Range: the store's ETag is not
+        our "sha256:…", so S3 would answer a ranged request with the whole object and a
+        resume would start over. The sha256 check after the download covers both.
+        """
+        location = resp.headers.get("location")
+        resp.close()
+        if not location:
+            raise RegistryError(f"the registry at {_safe_url(self.url)} redirected blob {digest} nowhere "
+                                f"({resp.status_code} without a Location)")
+        with self._mapped():
+            url = resp.url.join(location)
+        if url.scheme not in ("http", "https"):
+            raise RegistryError(f"the registry at {_safe_url(self.url)} redirected blob {digest} to a "
+                                f"{url.scheme or 'relative'}: URL")
+        where = f"{url.scheme}://{url.netloc.decode('ascii', 'replace').rsplit('@', 1)[-1]}"  # no signature
+        headers = {"Range": f"bytes={start}-"} if start > 0 else {}
+        request = self._http.build_request("GET", url, headers=headers)  # keeps User-Agent and timeouts
+        request.headers.pop("Authorization", None)
+        request.headers.pop("Cookie", None)
+        try:
+            hop = self._http.send(request, stream=True, follow_redirects=False)
+        except httpx.RequestError as exc:
+            raise self._redact(error_for_request_error(exc, where)) from exc
+        if hop.status_code in (200, 206) or hop.status_code in REDIRECTS:
+            return hop
+        hop.close()
+        # No status on the error: the next attempt asks the registry again, for a fresh URL.
+        raise RegistryError(f"the blob store at {where} answered {hop.status_code} "
+                            f"{httpx.codes.get_reason_phrase(hop.status_code)} for blob {digest}".rstrip(),
+                            hint="try again; if it persists, tell the registry's operator")
 
     # -- writes --------------------------------------------------------------------------------
     def upload_blob(self, digest: str, size: int, path_or_fileobj: Path | str | IO[bytes],

@@ -16,7 +16,7 @@ from registry_server import errors
 from registry_server.db import make_engine, session_factory
 from registry_server.routes import api_blobs, api_packages, web
 from registry_server.settings import Settings
-from registry_server.storage import DirBlobStore
+from registry_server.storage import storage_from_settings
 
 log = logging.getLogger("registry_server")
 STALE_TMP_AFTER = 3600  # seconds; an upload in flight writes its temp file continuously
@@ -49,10 +49,18 @@ def sweep_tmp(tmp_dir: Path, older_than: float = STALE_TMP_AFTER) -> int:
 def create_app(settings: Settings) -> FastAPI:
     """Build the FastAPI app over `settings`: database, blob store, routes and error handlers."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = DirBlobStore(settings.blobs_dir, settings.tmp_dir)
+    store = storage_from_settings(settings)
+    store.check()  # a missing bucket or bad credentials stop the server now, not at the first upload
     swept = sweep_tmp(settings.tmp_dir)
     if swept:
         log.info("removed %d stale temp entries from %s", swept, settings.tmp_dir)
+    try:
+        swept = store.sweep(STALE_TMP_AFTER)
+    except Exception:  # left-overs are never served; the next start tries again
+        log.warning("could not clean up stale uploads in %r", store, exc_info=True)
+    else:
+        if swept:
+            log.info("dropped %d stale uploads from %r", swept, store)
     engine = make_engine(settings.database_url)
 
     @asynccontextmanager

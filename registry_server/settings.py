@@ -18,6 +18,9 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8765
     database_url: str = ""                 # "" means sqlite:///<data_dir>/registry.db
+    storage_url: str = ""                  # "" means a folder in data_dir; file:///PATH or s3://BUCKET/PREFIX
+    s3_endpoint: str = ""                  # "" means boto3's own (AWS_ENDPOINT_URL, else AWS itself)
+    redirect_downloads: bool = False       # GET of a blob answers 307 to a presigned URL (s3:// only)
     max_blob_size: int = 8 * GIB           # one uploaded file
     max_manifest_size: int = 4 * MIB       # one manifest.json body
     validate_timeout: float = 60.0         # seconds of wall clock for the model-reading worker
@@ -37,5 +40,5 @@ class Settings:
 
     @property
     def blobs_dir(self) -> Path:
-        """Root of the directory blob store."""
+        """Root of the default directory blob store (when storage_url is empty)."""
         return self.data_dir / "blobs"

@@ -1,12 +1,19 @@
 """Blob storage behind one small interface; routes never touch a path or a bucket.
 
-`DirBlobStore` keeps blobs in a folder (under `Settings.data_dir`):
+`storage_from_settings(settings)` picks the store from `Settings.storage_url`:
+
+    ""  or  file:///PATH       DirBlobStore, in PATH (default: the --data folder)
+    s3://BUCKET/PREFIX         S3BlobStore (registry_server/storage_s3.py; needs boto3)
+
+`DirBlobStore` keeps blobs in a folder:
 
     blobs/sha256/ab/ab12…ef     one read-only file per blob, named by its sha256
     tmp/upload-XXXX.part        uploads in flight; renamed into blobs/ only once verified
 
 A blob appears under `blobs/` by one atomic rename after its bytes were hashed and
 counted, so a reader (or a restarted server after kill -9) never sees a partial blob.
+Every store keeps that promise in its own way, and `tests/test_storage_contract.py`
+runs the same tests against each.
 """
 
 from __future__ import annotations
@@ -15,15 +22,22 @@ import hashlib
 import os
 import shutil
 import tempfile
+import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import unquote, urlsplit
 
 import anyio.to_thread
 
-from nnpm.errors import IntegrityError, NotFoundError
+from nnpm.errors import ConfigError, IntegrityError, NotFoundError
+
+if TYPE_CHECKING:
+    from registry_server.settings import Settings
 
 CHUNK = 1024 * 1024
+STALE_UPLOAD_AFTER = 3600  # seconds without progress after which an upload in flight is abandoned
 
 
 class BlobStore(ABC):
@@ -57,6 +71,17 @@ class BlobStore(ABC):
     def read(self, digest: str, limit: int) -> bytes:
         """At most `limit` bytes from the start of a blob."""
         return b"".join(self.open_range(digest, 0, min(limit, self.size(digest) or 0)))
+
+    def check(self) -> None:
+        """Raise ConfigError when the store cannot be used at all (called once, at start-up)."""
+
+    def download_url(self, digest: str) -> str | None:
+        """A short-lived URL a client may fetch the blob from directly, or None when the store has none."""
+        return None
+
+    def sweep(self, older_than: float = STALE_UPLOAD_AFTER) -> int:
+        """Drop what uploads killed mid-way left behind (idle for `older_than` seconds); how many went."""
+        return 0
 
 
 class DirBlobStore(BlobStore):
@@ -139,6 +164,52 @@ class DirBlobStore(BlobStore):
             except OSError:
                 pass
         shutil.copyfile(src, dest)
+
+    def sweep(self, older_than: float = STALE_UPLOAD_AFTER) -> int:
+        removed, cutoff = 0, time.time() - older_than
+        for part in self.tmp_dir.glob("upload-*.part"):
+            try:
+                if part.lstat().st_mtime < cutoff:  # a live upload writes to its file continuously
+                    part.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        return removed
+
+
+def parse_storage_url(url: str) -> tuple[str, str, str]:
+    """`""` → ("", "", ""); `file:///PATH` → ("file", "", PATH); `s3://BUCKET/PREFIX` → ("s3", BUCKET, PREFIX)."""
+    if not url:
+        return "", "", ""
+    parts = urlsplit(url)
+    if parts.scheme == "file":
+        if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
+            raise ConfigError(f"storage URL {url!r} is not a local folder", hint="write file:///absolute/path")
+        return "file", "", unquote(parts.path)
+    if parts.scheme == "s3":
+        if not parts.netloc or parts.query or parts.fragment:
+            raise ConfigError(f"storage URL {url!r} names no bucket", hint="write s3://BUCKET or s3://BUCKET/PREFIX")
+        return "s3", parts.netloc, unquote(parts.path).strip("/")
+    raise ConfigError(f"storage URL {url!r} is neither file:///PATH nor s3://BUCKET/PREFIX")
+
+
+def storage_from_settings(settings: Settings) -> BlobStore:
+    """The blob store `settings.storage_url` names (a folder under --data by default); boto3 loads only for s3://."""
+    scheme, bucket, where = parse_storage_url(settings.storage_url)
+    if settings.redirect_downloads and scheme != "s3":
+        raise ConfigError("--redirect-downloads needs an s3:// storage URL",
+                          hint="blobs in a folder are always served by the registry itself")
+    if scheme == "s3":
+        try:
+            from registry_server.storage_s3 import S3BlobStore
+        except ImportError as exc:
+            raise ConfigError(f"s3:// storage needs boto3, which cannot be imported ({exc})",
+                              hint="pip install 'nnpm[s3]'") from None
+        return S3BlobStore(bucket, where, endpoint_url=settings.s3_endpoint or None)
+    if settings.s3_endpoint:
+        raise ConfigError("--s3-endpoint is set but the storage URL is not s3://BUCKET/PREFIX")
+    folder = Path(where) if scheme == "file" else settings.data_dir
+    return DirBlobStore(folder / "blobs", folder / "tmp")
 
 
 def _read_chunks(f, offset: int, length: int | None, chunk_size: int) -> Iterator[bytes]:

@@ -41,11 +41,21 @@ def serve(
     port: int = typer.Option(8765, help="TCP port to listen on."),
     database_url: str = typer.Option("", "--database-url",
                                      help="SQLAlchemy URL, e.g. postgresql://… (default: SQLite in the data folder)."),
+    storage_url: str = typer.Option("", "--storage-url",
+                                    help="Where blobs live: s3://BUCKET/PREFIX or file:///PATH "
+                                         "(default: the data folder)."),
+    s3_endpoint: str = typer.Option("", "--s3-endpoint",
+                                    help="S3 endpoint URL (default: AWS_ENDPOINT_URL, else AWS). Credentials "
+                                         "and region come from the usual AWS_* variables."),
+    redirect_downloads: bool = typer.Option(False, "--redirect-downloads",
+                                            help="Answer blob downloads with a 307 to a short-lived presigned "
+                                                 "S3 URL instead of streaming them (s3:// only)."),
 ) -> None:
     """Serve the registry API, the web pages and /docs until stopped."""
     from registry_server.__main__ import serve as run
 
-    run(_settings(data, host=host, port=port, database_url=database_url))
+    run(_settings(data, host=host, port=port, database_url=database_url, storage_url=storage_url,
+                  s3_endpoint=s3_endpoint, redirect_downloads=redirect_downloads))
 
 
 @user_app.command("add")

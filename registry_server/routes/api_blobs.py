@@ -78,9 +78,11 @@ def head_blob(ref: str, store: BlobStore = Depends(get_store)) -> Response:
 
 @router.get("/{ref}", summary="Download a blob (streamed; Range for resume)", response_class=Response,
             responses={200: {"content": {"application/octet-stream": {}}}, 206: {"description": "partial"},
-                       304: {"description": "not modified"}, 404: {"description": "not stored"},
-                       416: {"description": "range not satisfiable"}})
-def get_blob(ref: str, request: Request, store: BlobStore = Depends(get_store)) -> Response:
+                       304: {"description": "not modified"},
+                       307: {"description": "fetch it from the short-lived URL in Location (--redirect-downloads)"},
+                       404: {"description": "not stored"}, 416: {"description": "range not satisfiable"}})
+def get_blob(ref: str, request: Request, store: BlobStore = Depends(get_store),
+             settings: Settings = Depends(get_settings)) -> Response:
     digest = parse_ref(ref)
     size = store.size(digest)
     if size is None:
@@ -88,6 +90,9 @@ def get_blob(ref: str, request: Request, store: BlobStore = Depends(get_store)) 
     headers = _headers(digest)
     if _etag_matches(request.headers.get("if-none-match"), headers["ETag"]):
         return Response(status_code=304, headers=headers)
+    if settings.redirect_downloads and (url := store.download_url(digest)):
+        # The bytes come from the store itself; the client re-sends Range there and checks the sha256.
+        return Response(status_code=307, headers={"Location": url, "Cache-Control": "no-store"})
     rng = parse_range(request.headers.get("range"), size)
     if_range = request.headers.get("if-range")
     if rng is not None and if_range and if_range.strip() != headers["ETag"]:
