@@ -23,9 +23,9 @@ import httpx
 
 from nnpm import __version__
 from nnpm.config import normalise_url
-from nnpm.errors import (AuthError, ConfigError, ConflictError, IntegrityError, NnpmError, NotFoundError,
-                         RegistryError, TooLargeError, error_for_code)
+from nnpm.errors import ConfigError, IntegrityError, NnpmError, RegistryError
 from nnpm.hashing import CHUNK
+from nnpm.httperrors import _safe_url, error_for_request_error, error_for_response
 from nnpm.manifest import Manifest, canonical_name, is_digest, parse_version
 
 MAX_JSON = 64 * 1024 * 1024      # a packument or answer larger than this is refused
@@ -33,104 +33,6 @@ MAX_ERROR_BODY = 64 * 1024       # error bodies are read up to this much
 MAX_BLOB_REDIRECTS = 3           # hops a blob download may take to the bytes (e.g. to a presigned S3 URL)
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
-
-# Codes a server may send back, mapped to the same class (docs/protocol.md, "Conventions").
-SERVER_CODES = frozenset({"invalid_manifest", "invalid_model", "unsafe_package", "invalid_pipeline",
-                          "integrity_error", "unauthorized", "not_found", "conflict", "too_large",
-                          "registry_error"})
-# Codes that describe this machine (config, envs, inputs); a server sending one is mapped by status.
-LOCAL_CODES = frozenset({"nnpm_error", "resolution_impossible", "invalid_input", "no_labels",
-                         "unmet_requirement", "not_installed", "environment_error", "config_error"})
-STATUS_CLASSES: dict[int, type[RegistryError]] = {401: AuthError, 403: AuthError, 404: NotFoundError,
-                                                  409: ConflictError, 413: TooLargeError}
-
-_NET = "check the URL and your network, and that the registry is running"
-_RETRY = "the connection broke; try again"
-# Every httpx.RequestError class → (reason, hint). Looked up along the MRO; tests check it is complete.
-REQUEST_ERRORS: dict[type[httpx.RequestError], tuple[str, str]] = {
-    httpx.RequestError: ("request failed", _NET),
-    httpx.TransportError: ("transport failed", _NET),
-    httpx.TimeoutException: ("timed out", _NET),
-    httpx.ConnectTimeout: ("connecting timed out", _NET),
-    httpx.ReadTimeout: ("no answer in time", "the registry is slow or overloaded; try again"),
-    httpx.WriteTimeout: ("sending timed out", "the registry is slow or overloaded; try again"),
-    httpx.PoolTimeout: ("no free connection in time", "too many transfers at once; try again"),
-    httpx.NetworkError: ("network error", _NET),
-    httpx.ConnectError: ("connection failed", _NET),
-    httpx.ReadError: ("connection broke while reading", _RETRY),
-    httpx.WriteError: ("connection broke while sending", _RETRY),
-    httpx.CloseError: ("closing the connection failed", _RETRY),
-    httpx.ProxyError: ("the proxy failed", "check HTTP_PROXY / HTTPS_PROXY"),
-    httpx.UnsupportedProtocol: ("unsupported URL", "registry URLs start with http:// or https://"),
-    httpx.ProtocolError: ("HTTP protocol error", _RETRY),
-    httpx.LocalProtocolError: ("the request broke the HTTP protocol", _RETRY),
-    httpx.RemoteProtocolError: ("the registry broke the HTTP protocol", _RETRY),
-    httpx.DecodingError: ("the answer could not be decoded", "the registry or a proxy sent a corrupt body"),
-    httpx.TooManyRedirects: ("too many redirects", "check the registry URL"),
-}
-
-
-def _clean(text: str, limit: int = 300) -> str:
-    """One printable line, at most `limit` characters."""
-    text = re.sub(r"\s+", " ", re.sub(r"[\x00-\x1f\x7f]", " ", text)).strip()
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _safe_url(url: str) -> str:
-    """The URL without any user:password@ part."""
-    return re.sub(r"^(https?://)[^/@]*@", r"\1", url)
-
-
-def _detail_text(detail: object) -> str | None:
-    if isinstance(detail, str):
-        return detail
-    if isinstance(detail, list):  # FastAPI validation errors: [{"msg": ...}, ...]
-        msgs = [d.get("msg") for d in detail if isinstance(d, dict) and isinstance(d.get("msg"), str)]
-        return "; ".join(msgs) or None
-    return None
-
-
-def error_for_response(status: int, headers: httpx.Headers, body: bytes, url: str) -> NnpmError:
-    """The nnpm error an HTTP error answer stands for: by its `error` code, else by status."""
-    code = detail = None
-    try:
-        data = json.loads(body) if body else None
-    except (ValueError, RecursionError):
-        data = None
-    if isinstance(data, dict):
-        code = data.get("error") if isinstance(data.get("error"), str) else None
-        detail = _detail_text(data.get("detail"))
-    code = code or headers.get("x-error-code")
-    cls = error_for_code(code) if code in SERVER_CODES else STATUS_CLASSES.get(status, RegistryError)
-    where = _safe_url(url)
-    if not detail:
-        message = f"the registry at {where} answered {status} {httpx.codes.get_reason_phrase(status)}".rstrip()
-    elif cls is RegistryError and status >= 500:
-        message = f"the registry at {where} failed ({status}): {_clean(detail)}"
-    else:
-        message = _clean(detail)
-    hint = None
-    if status == 401:
-        hint = f"log in with 'nnpm login --registry {where} --token T' or pass --token"
-    elif status == 403:
-        hint = "only a package's owners may change it; an owner can add you with 'nnpm owner add NAME USER'"
-    elif status >= 500:
-        hint = "the registry had a problem; try again later or tell its operator"
-    if issubclass(cls, RegistryError):
-        return cls(message, status=status, hint=hint)
-    err = cls(message, hint=hint)
-    err.status = status  # type: ignore[attr-defined]
-    return err
-
-
-def error_for_request_error(exc: httpx.RequestError, url: str) -> RegistryError:
-    """A RegistryError for a transport failure, naming the registry URL."""
-    reason, hint = next(REQUEST_ERRORS[c] for c in type(exc).__mro__ if c in REQUEST_ERRORS)
-    verb = "bad answer from" if isinstance(exc, (httpx.DecodingError, httpx.TooManyRedirects)) else "cannot reach"
-    extra = _clean(str(exc), 200)
-    return RegistryError(f"{verb} the registry at {_safe_url(url)}: {reason}" + (f" ({extra})" if extra else ""),
-                         hint=hint)
-
 
 def _blob_path(digest: str) -> str:
     hex_ = digest.removeprefix("sha256:")

@@ -11,7 +11,8 @@ import httpx
 import pytest
 
 from nnpm import errors as E
-from nnpm.client import (LOCAL_CODES, REQUEST_ERRORS, SERVER_CODES, STATUS_CLASSES, RegistryClient,
+from nnpm.client import RegistryClient
+from nnpm.httperrors import (LOCAL_CODES, REQUEST_ERRORS, SERVER_CODES, STATUS_CLASSES,
                          error_for_request_error, error_for_response)
 from nnpm.hashing import CHUNK
 
@@ -60,7 +61,7 @@ def test_every_error_code_maps_back_as_intended(cls: type[E.NnpmError]) -> None:
 
 def test_every_httpx_request_error_is_mapped_explicitly() -> None:
     for cls in _subclasses(httpx.RequestError) | {httpx.RequestError}:
-        assert cls in REQUEST_ERRORS, f"{cls.__name__} has no entry in nnpm.client.REQUEST_ERRORS"
+        assert cls in REQUEST_ERRORS, f"{cls.__name__} has no entry in nnpm.httperrors.REQUEST_ERRORS"
         err = error_for_request_error(cls("boom"), URL)
         assert type(err) is E.RegistryError
         assert URL in err.message and err.hint
