@@ -57,7 +57,9 @@ def user_for_token(session: Session, token: str) -> User | None:
     if not token or len(token) > 512:
         return None
     row = session.scalar(select(Token).where(Token.token_sha256 == hash_token(token)))
-    return row.user if row is not None else None
+    user = row.user if row is not None else None
+    session.commit()  # end the read: no transaction (nor pooled connection) is held while a body streams in
+    return user
 
 
 def add_user(database_url: str, name: str) -> str:

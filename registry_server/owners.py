@@ -40,6 +40,6 @@ def add_owner(session: Session, package: Package, name: str) -> None:
 def set_yanked(session: Session, row: Version, yanked: bool, reason: str | None) -> Version:
     """Yank (with an optional reason) or un-yank a version; never deletes it."""
     row.yanked = yanked
-    row.yanked_reason = (reason or None) if yanked else None
+    row.yanked_reason = (reason.replace("\x00", "") or None) if yanked and reason else None  # no NUL in PG text
     session.commit()
     return row

@@ -3,6 +3,14 @@
 The order is cheap to dear: size and JSON shape, strict manifest validation, URL match,
 ownership, existing version (200 identical / 409 other), blobs present with their sizes,
 the graph re-read by the worker, then one transaction under UNIQUE(package, version).
+
+No transaction stays open during the slow checks (blob store, worker), so a publish
+holds no database connection while it waits. Races between publishers, on one server or
+many sharing one database, end at a unique constraint (packages.name, or the version
+key); the loser rolls back and is answered as if it had arrived just after the winner:
+ownership first (403 unless the winner's commit made it an owner), then the version
+(200 for the same canonical bytes, 409 for other bytes). The first to commit a new name
+owns it.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from registry_server.owners import is_owner
 from registry_server.settings import Settings
 from registry_server.storage import BlobStore
 
+MAX_VERSION_LENGTH = 100  # versions.version is VARCHAR(100)
 _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
@@ -113,15 +122,20 @@ def publish(session: Session, store: BlobStore, settings: Settings, user: User,
     if manifest.version != PepVersion(version):
         raise ManifestError(f"the manifest is for version {manifest.version}, not {version}", key="package.version")
     version = str(manifest.version)
-    canonical = manifest.to_json()
+    if len(version) > MAX_VERSION_LENGTH:
+        raise ManifestError(f"the version is {len(version)} characters long; this registry takes at most "
+                            f"{MAX_VERSION_LENGTH}", key="package.version")
+    try:
+        canonical = manifest.to_json()
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800") in some string
+        raise ManifestError("the manifest holds text that is not valid Unicode (a lone surrogate)",
+                            file=MANIFEST_NAME) from None
     digest = hashlib.sha256(canonical).hexdigest()
 
-    pkg = find_package(session, name)
-    if pkg is not None:
-        _require_owner(session, pkg, user)
-        existing = find_version(session, name, version)
-        if existing is not None:
-            return _same_or_conflict(existing, digest, name, version)
+    settled = _settled(session, find_package(session, name), user, version, digest)
+    if settled is not None:
+        return settled
+    session.commit()  # end the read transaction: no connection waits on the blob store or the worker
     check_blobs(manifest, store)
     if manifest.project.model is not None:
         from registry_server.validate import check_model
@@ -130,32 +144,53 @@ def publish(session: Session, store: BlobStore, settings: Settings, user: User,
     else:
         check_wiring(session, manifest)
 
-    row = Version(version=version, version_key=version_key(version), manifest_json=canonical.decode(),
-                  manifest_sha256=digest, description=manifest.project.description,
-                  tags="\n".join(manifest.project.tags))
     for _ in range(3):  # a lost race on the package or version row is settled by re-reading
         try:
             pkg = find_package(session, name)
+            settled = _settled(session, pkg, user, version, digest)
+            if settled is not None:
+                return settled
             if pkg is None:
                 pkg = Package(name=name)
                 session.add(pkg)
-                session.flush()
+                session.flush()  # on PostgreSQL this waits for a concurrent creator of the name to finish
                 session.add(Owner(package_id=pkg.id, user_id=user.id))
-            else:
-                _require_owner(session, pkg, user)
+            row = _version_row(manifest, version, canonical, digest)
             row.package_id = pkg.id
             session.add(row)
             session.commit()
             return 201, row
         except DbIntegrityError:
             session.rollback()
-            existing = find_version(session, name, version)
-            if existing is not None:
-                return _same_or_conflict(existing, digest, name, version)
         except BaseException:
             session.rollback()
             raise
     raise RegistryError("the version could not be committed; try again", status=503)
+
+
+def _settled(session: Session, pkg: Package | None, user: User, version: str,
+             digest: str) -> tuple[int, Version] | None:
+    """The answer when an existing package decides it: 403 not an owner, 200 identical, 409 other bytes."""
+    if pkg is None:
+        return None
+    _require_owner(session, pkg, user)
+    existing = find_version(session, pkg.name, version)
+    if existing is None:
+        return None
+    session.commit()  # nothing to write: end the read transaction
+    return _same_or_conflict(existing, digest, pkg.name, version)
+
+
+def _version_row(manifest: Manifest, version: str, canonical: bytes, digest: str) -> Version:
+    """A new Version row (a fresh object per attempt: a rolled-back one may keep a stale id)."""
+    return Version(version=version, version_key=version_key(version), manifest_json=canonical.decode(),
+                   manifest_sha256=digest, description=_storable(manifest.project.description),
+                   tags="\n".join(_storable(t) for t in manifest.project.tags))
+
+
+def _storable(text: str) -> str:
+    """Text for the search columns: PostgreSQL's text holds no NUL, so NULs go (the manifest keeps them, escaped)."""
+    return text.replace("\x00", "")
 
 
 def _require_owner(session: Session, pkg: Package, user: User) -> None:

@@ -1,0 +1,1 @@
+"""One Alembic revision per file (loaded by Alembic from this folder, never imported)."""
