@@ -69,7 +69,7 @@ def create_app(settings: Settings) -> FastAPI:
         engine.dispose()
 
     app = FastAPI(title="nnpm registry", version=nnpm.__version__, description=DESCRIPTION,
-                  docs_url="/docs", redoc_url=None, openapi_url="/openapi.json", lifespan=lifespan)
+                  docs_url=None, redoc_url=None, openapi_url="/openapi.json", lifespan=lifespan)
     app.state.settings = settings
     app.state.store = store
     app.state.sessions = session_factory(engine)
@@ -78,4 +78,25 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(api_blobs.router)
     app.include_router(web.router)
     app.mount("/static", StaticFiles(directory=str(web.WEB / "static")), name="static")
+    _mount_api_docs(app)
     return app
+
+
+def _mount_api_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs from the swagger-ui-bundle package, so it renders without a CDN."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.responses import HTMLResponse
+
+    try:
+        from swagger_ui_bundle import swagger_ui_path
+    except ImportError:  # fall back to FastAPI's CDN-hosted assets
+        swagger_ui_path = None
+    if swagger_ui_path:
+        app.mount("/docs-assets", StaticFiles(directory=swagger_ui_path), name="swagger-ui")
+    assets = {"swagger_js_url": "/docs-assets/swagger-ui-bundle.js",
+              "swagger_css_url": "/docs-assets/swagger-ui.css",
+              "swagger_favicon_url": "/docs-assets/favicon-32x32.png"} if swagger_ui_path else {}
+
+    @app.get("/docs", include_in_schema=False)
+    def api_docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="nnpm registry API", **assets)

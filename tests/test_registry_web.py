@@ -114,6 +114,20 @@ def test_index_search_and_friendly_404(published, browser_context) -> None:
     expect(page.locator("main")).to_contain_text("no-such-model")
 
 
+def test_api_docs_render_without_a_cdn(published, browser_context, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    page = browser_context.new_page()
+    outside = []
+    page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(published.url) else None)
+    page.goto(published.url + "/docs")
+    expect(page.locator(".opblock").first).to_be_visible(timeout=15000)
+    assert page.locator(".opblock").count() >= 10
+    expect(page.locator(".swagger-ui")).to_contain_text("/api/v1/packages/{name}")
+    page.screenshot(path=str(tmp_path / "api-docs.png"))
+    assert outside == [], f"/docs fetched from outside the registry: {outside}"
+
+
 def test_pages_without_a_browser(published) -> None:
     with httpx.Client(base_url=published.url) as c:
         card = c.get("/packages/resnet18")
