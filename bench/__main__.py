@@ -1,0 +1,95 @@
+"""`python -m bench [--only GROUP ...] [--runs N] [--json PATH]`: run the benchmarks, print one table."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from bench import install, pipeline, registry, resolver, startup
+from bench.common import Row, fmt, log, versions
+from bench.world import World
+
+GROUPS = {
+    "install": install.bench,
+    "startup": startup.bench,
+    "pipeline": pipeline.bench,
+    "registry": registry.bench,
+    "resolver": resolver.bench,
+}
+RESULTS = Path(__file__).resolve().parent / "results.json"
+
+
+def table(rows: list[Row]) -> str:
+    """The plain-text table: figure | nnpm | peer | ratio | target | ok?"""
+    head = ["figure", "nnpm", "peer", "ratio", "target", "ok?"]
+    body = []
+    for r in rows:
+        peer = fmt(r.peer, r.unit) + (f" ({r.peer_label})" if r.peer_label else "") if r.peer is not None else "-"
+        ok = {True: "yes", False: "NO", None: "-"}[r.ok]
+        body.append([r.figure, fmt(r.value, r.unit), peer, f"{r.ratio:.2f}x" if r.ratio is not None else "-",
+                     r.target, ok])
+    widths = [max(len(line[i]) for line in [head, *body]) for i in range(len(head))]
+    def line(cells):
+        return " | ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
+    out = [line(head), "-+-".join("-" * w for w in widths)]
+    out += [line(cells) for cells in body]
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    p.add_argument("--only", nargs="+", choices=list(GROUPS), help="run only these groups")
+    p.add_argument("--runs", type=int, default=5, help="timed runs per median, after one warm-up (default 5)")
+    p.add_argument("--json", type=Path, default=RESULTS, help=f"where to write the results (default {RESULTS})")
+    args = p.parse_args(argv)
+
+    started = time.perf_counter()
+    info = {"cores": os.cpu_count(), "machine": platform.machine(), "system": platform.platform(),
+            "versions": versions(), "runs": args.runs}
+    info["loadavg_before"] = os.getloadavg()
+    print(f"nnpm bench on {info['cores']} cores ({info['system']}), median of {args.runs} runs after a warm-up; "
+          f"load average {info['loadavg_before'][0]:.2f} at the start")
+    print("versions: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()))
+    world = World()
+    rows: list[Row] = []
+    failed: list[str] = []
+    try:
+        for name in args.only or list(GROUPS):
+            try:
+                rows += GROUPS[name](world, args.runs)
+            except Exception:  # one broken group must not hide the others' figures
+                failed.append(name)
+                log(f"group {name} failed:\n{traceback.format_exc()}")
+    finally:
+        world.close()
+    info["seconds"] = time.perf_counter() - started
+    info["loadavg_after"] = os.getloadavg()
+    print()
+    print(table(rows))
+    notes = [(r.key, n) for r in rows for n in r.notes]
+    notes += [(r.key, "CHECK FAILED: " + r.check_failed) for r in rows if r.check_failed]
+    if notes:
+        print("\nnotes:")
+        for figure, note in notes:
+            print(f"  - {figure}: {note}")
+    if failed:
+        print(f"\nFAILED groups (see the log above): {', '.join(failed)}")
+    print(f"\n{len(rows)} figures, {sum(r.ok is False for r in rows)} missed targets; "
+          f"{info['seconds']:.0f} s in all")
+    if info["loadavg_before"][0] > 0.5:
+        print(f"warning: the load average was {info['loadavg_before'][0]:.2f} when the bench started: other work "
+              "shared the cores, so timings are noisier and slower than on an idle machine")
+    print(f"results: {args.json}")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({**info, "failed": failed, "rows": [r.to_dict() for r in rows]}, indent=1) + "\n")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,270 @@
+"""Install figures: cold install of resnet18 against curl + sha256sum and against pip, warm install.
+
+- cold: a fresh NNPM_HOME per run, `nnpm install resnet18 --registry URL`, wall time of the CLI
+  process (resolve, fetch 3 blobs = 46.8 MB, verify, link, write the lock).
+- peer 1, the physical limit: `curl -o FILE URL/api/v1/blobs/sha256:X` of model.onnx from the
+  same server, then `sha256sum FILE` (a Python stand-in, labelled as such, when either is missing).
+- peer 2, what people do today: the same files in a wheel on a PEP 503 `/simple/` index served
+  by `python -m http.server`, `pip install --no-deps --no-cache-dir --target TMP`.
+- warm: a home whose store already holds resnet18; `nnpm install --env NEW resnet18`; checks
+  that the server logged no blob GET, the CLI reports 0 blobs fetched, and every installed file
+  is a hard link of its store blob (same inode, st_nlink > 1).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from bench.common import PY, Row, child_env, free_port, interleaved, log, median, nnpm_cmd, repeat, run, timed
+from bench.world import World
+
+WHEEL_NAME = "nnpm-model-resnet18"
+WHEEL_MODULE = "nnpm_model_resnet18"
+WHEEL_VERSION = "1.0.0"
+_FETCHED = re.compile(r"(\d+) blobs fetched \(([^)]*)\), (\d+) already in the store, (\d+) files linked")
+
+
+def _rm(path: Path) -> None:
+    # Store blobs are read-only files, but their folders are writable: rmtree can unlink them.
+    shutil.rmtree(path, ignore_errors=True)
+
+
+# -- nnpm ----------------------------------------------------------------------------------------
+
+def nnpm_install(world: World, home: Path, *args: str) -> tuple[float, str]:
+    """Wall time of `nnpm install ... resnet18` with NNPM_HOME=home, and its output."""
+    seconds, proc = timed([*nnpm_cmd(), "install", *args, "resnet18", "--registry", world.registry.url],
+                          env=child_env(NNPM_HOME=str(home)))
+    return seconds, proc.stdout + proc.stderr
+
+
+def cold_install(world: World) -> float:
+    home = world.tmp("cold-home")
+    try:
+        seconds, out = nnpm_install(world, home)
+        m = _FETCHED.search(out)
+        if not m or m.group(1) == "0" or m.group(3) != "0":
+            raise RuntimeError(f"a cold install should fetch every blob; it said:\n{out}")
+        return seconds
+    finally:
+        _rm(home)
+
+
+# -- curl + sha256sum ----------------------------------------------------------------------------
+
+def curl_peer(world: World) -> tuple[Callable[[int], float], str]:
+    """(run(i) -> seconds, label) for downloading model.onnx and hashing it."""
+    url = f"{world.registry.url}/api/v1/blobs/sha256:{world.model_digest}"
+    curl, sha256sum = shutil.which("curl"), shutil.which("sha256sum")
+
+    def real(_i: int) -> float:
+        folder = world.tmp("curl")
+        target = folder / "model.onnx"
+        try:
+            start = time.perf_counter()
+            subprocess.run([curl, "-sS", "-f", "-o", str(target), url], check=True)
+            out = subprocess.run([sha256sum, str(target)], check=True, capture_output=True, text=True).stdout
+            seconds = time.perf_counter() - start
+        finally:
+            shutil.rmtree(folder)
+        if out.split()[0] != world.model_digest:
+            raise RuntimeError("curl fetched other bytes than model.onnx")
+        return seconds
+
+    def python(_i: int) -> float:
+        code = ("import hashlib, sys, urllib.request\n"
+                "h = hashlib.sha256()\n"
+                "with urllib.request.urlopen(sys.argv[1]) as r, open(sys.argv[2], 'wb') as f:\n"
+                "    while chunk := r.read(1 << 20):\n"
+                "        f.write(chunk)\n"
+                "with open(sys.argv[2], 'rb') as f:\n"
+                "    while chunk := f.read(1 << 20):\n"
+                "        h.update(chunk)\n"
+                "print(h.hexdigest())\n")
+        folder = world.tmp("urllib")
+        try:
+            seconds, proc = timed([PY, "-c", code, url, str(folder / "model.onnx")])
+        finally:
+            shutil.rmtree(folder)
+        if proc.stdout.strip() != world.model_digest:
+            raise RuntimeError("urllib fetched other bytes than model.onnx")
+        return seconds
+
+    if curl and sha256sum:
+        return real, "curl -o + sha256sum"
+    return python, "PYTHON STAND-IN (urllib + hashlib; curl/sha256sum not found)"
+
+
+# -- pip and a wheel on a local PEP 503 index ----------------------------------------------------------
+
+def _record_hash(data: bytes) -> str:
+    return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+
+def build_wheel(package: Path, out: Path) -> Path:
+    """A wheel (PEP 427) holding resnet18's files (model.onnx, labels.txt, README.md), made with zipfile.
+
+    Deflated, as bdist_wheel writes them: that is what people ship today."""
+    dist_info = f"{WHEEL_MODULE}-{WHEEL_VERSION}.dist-info"
+    files: dict[str, bytes] = {
+        f"{WHEEL_MODULE}/__init__.py": (b'"""resnet18 weights as a Python package."""\n'
+                                        b"from pathlib import Path\n"
+                                        b'MODEL = Path(__file__).with_name("model.onnx")\n'
+                                        b'LABELS = Path(__file__).with_name("labels.txt")\n'),
+        f"{WHEEL_MODULE}/model.onnx": (package / "model.onnx").read_bytes(),
+        f"{WHEEL_MODULE}/labels.txt": (package / "labels.txt").read_bytes(),
+        f"{WHEEL_MODULE}/README.md": (package / "README.md").read_bytes(),
+        f"{dist_info}/METADATA": (f"Metadata-Version: 2.1\nName: {WHEEL_NAME}\nVersion: {WHEEL_VERSION}\n"
+                                  "Summary: ResNet-18 weights (nnpm bench)\n").encode(),
+        f"{dist_info}/WHEEL": (b"Wheel-Version: 1.0\nGenerator: nnpm-bench\nRoot-Is-Purelib: true\n"
+                               b"Tag: py3-none-any\n"),
+    }
+    record = "".join(f"{p},{_record_hash(d)},{len(d)}\n" for p, d in files.items()) + f"{dist_info}/RECORD,,\n"
+    files[f"{dist_info}/RECORD"] = record.encode()
+    out.mkdir(parents=True, exist_ok=True)
+    wheel = out / f"{WHEEL_MODULE}-{WHEEL_VERSION}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for path, data in files.items():   # RECORD last, as the spec recommends
+            z.writestr(zipfile.ZipInfo(path, date_time=(2020, 1, 1, 0, 0, 0)), data,
+                       compress_type=zipfile.ZIP_DEFLATED)
+    return wheel
+
+
+def make_index(root: Path, wheel: Path) -> None:
+    """root/simple/ (PEP 503) with one project linking to root/files/<wheel>#sha256=..."""
+    files = root / "files"
+    files.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(wheel, files / wheel.name)
+    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    project = root / "simple" / WHEEL_NAME
+    project.mkdir(parents=True, exist_ok=True)
+    (root / "simple" / "index.html").write_text(
+        f'<!DOCTYPE html><html><body><a href="{WHEEL_NAME}/">{WHEEL_NAME}</a></body></html>\n')
+    (project / "index.html").write_text(
+        f'<!DOCTYPE html><html><body><a href="../../files/{wheel.name}#sha256={digest}">{wheel.name}</a>'
+        "</body></html>\n")
+
+
+class StaticServer:
+    """`python -m http.server` over a folder, on 127.0.0.1."""
+
+    def __init__(self, root: Path) -> None:
+        self.port = free_port()
+        self.proc = subprocess.Popen([PY, "-m", "http.server", "--bind", "127.0.0.1", "--directory", str(root),
+                                      str(self.port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.url = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                httpx.get(self.url + "/simple/", timeout=1)
+                return
+            except httpx.TransportError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    self.stop()
+                    raise RuntimeError("python -m http.server did not start")
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+def pip_peer(world: World, index_url: str) -> Callable[[int], float]:
+    env = child_env(PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_INPUT="1")
+
+    def install(_i: int) -> float:
+        target = world.tmp("pip-target")
+        try:
+            seconds, _ = timed([PY, "-m", "pip", "install", "--no-deps", "--no-cache-dir", "--index-url", index_url,
+                                "--target", str(target), "--quiet", WHEEL_NAME], env=env)
+            if not (target / WHEEL_MODULE / "model.onnx").is_file():
+                raise RuntimeError("pip did not install model.onnx")
+            return seconds
+        finally:
+            _rm(target)
+    return install
+
+
+# -- warm install ------------------------------------------------------------------------------
+
+def _check_links(home: Path, env: str) -> list[str]:
+    """Problems with the env's files: each must share its inode with the store's blob."""
+    problems = []
+    pkg = home / "envs" / env / "pkgs" / "resnet18-1.0.0"
+    lock = json.loads((home / "envs" / env / "nnpm.lock").read_text())
+    for f in lock["packages"]["resnet18"]["files"]:
+        installed = os.stat(pkg / f["path"])
+        blob = os.stat(home / "store" / "v1" / "sha256" / f["sha256"][:2] / f["sha256"])
+        if installed.st_ino != blob.st_ino or installed.st_nlink < 2:
+            problems.append(f"{f['path']} is not a hard link of its store blob")
+    return problems
+
+
+def warm_install(world: World, runs: int) -> Row:
+    home = world.tmp("warm-home")
+    nnpm_install(world, home)                       # fills the store (env "default")
+    problems: list[str] = []
+    gets, fetched = [], []
+
+    def once(i: int) -> float:
+        before = world.registry.blob_gets()
+        env = f"warm{i + 10}"
+        seconds, out = nnpm_install(world, home, "--env", env)
+        gets.append(world.registry.blob_gets() - before)
+        m = _FETCHED.search(out)
+        fetched.append(f"{m.group(1)} blobs ({m.group(2)})" if m else f"? ({out.strip()[-200:]})")
+        problems.extend(_check_links(home, env))
+        return seconds
+
+    times = repeat(once, runs)
+    notes = [f"blob GETs on the server per run: {gets}",
+             f"CLI says fetched: {sorted(set(fetched))}",
+             "hard links: " + ("every file shares its inode with the store (st_nlink > 1)" if not problems
+                               else "; ".join(sorted(set(problems))))]
+    row = Row("warm-install", "warm install resnet18 into a new env", median(times), "s",
+              op="<=", limit=0.2, absolute=True, runs=times, notes=notes)
+    if any(gets) or any(not f.startswith("0 blobs") for f in fetched) or problems:
+        row.check_failed = "the warm install fetched or copied bytes"
+    return row
+
+
+def bench(world: World, runs: int) -> list[Row]:
+    """The install group's rows."""
+    log("install: cold install vs curl + sha256sum")
+    curl, curl_label = curl_peer(world)
+    cold, peer = interleaved([lambda i: cold_install(world), curl], runs)
+    size = sum(p.stat().st_size for p in (world.examples / "resnet18").iterdir() if p.name != "nnpm.toml")
+    rows = [Row("cold-vs-curl", f"cold install resnet18 ({size / 1e6:.1f} MB)", median(cold), "s",
+                peer=median(peer), peer_label=curl_label, op="<=", limit=1.3, runs=cold, peer_runs=peer)]
+
+    log("install: cold install vs pip install of a wheel from a local /simple/ index")
+    site = world.tmp("pypi")
+    wheel = build_wheel(world.examples / "resnet18", world.tmp("wheel"))
+    make_index(site, wheel)
+    server = StaticServer(site)
+    try:
+        pip = pip_peer(world, server.url + "/simple/")
+        cold2, pip_times = interleaved([lambda i: cold_install(world), pip], runs)
+    finally:
+        server.stop()
+    rows.append(Row("cold-vs-pip", "cold install resnet18 (again, vs pip)", median(cold2), "s", peer=median(pip_times),
+                    peer_label="pip install of a wheel, local /simple/",
+                    op="<=", limit=0.5, runs=cold2, peer_runs=pip_times,
+                    notes=[f"wheel {wheel.stat().st_size / 1e6:.1f} MB, deflated like bdist_wheel"]))
+
+    log("install: warm install into a new environment")
+    rows.append(warm_install(world, runs))
+    return rows
