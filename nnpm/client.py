@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import re
+import ssl
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -87,6 +88,39 @@ class _Secret:
         return "'***'"
 
 
+class _LazyCAContext(ssl.SSLContext):
+    """A verifying TLS context, as httpx makes by default, that reads its CA bundle on first use.
+
+    Reading certifi's bundle costs ~20-40 ms per process; talking to an http:// registry never
+    needs it. SSL_CERT_FILE / SSL_CERT_DIR are honoured as httpx does."""
+
+    _lock = threading.Lock()
+    _loaded = False
+
+    def __new__(cls) -> "_LazyCAContext":
+        return super().__new__(cls, ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED and check_hostname
+
+    def _load(self) -> None:
+        with self._lock:
+            if not self._loaded:
+                if os.environ.get("SSL_CERT_FILE") or os.environ.get("SSL_CERT_DIR"):
+                    self.load_verify_locations(cafile=os.environ.get("SSL_CERT_FILE"),
+                                               capath=os.environ.get("SSL_CERT_DIR"))
+                else:
+                    import certifi
+
+                    self.load_verify_locations(cafile=certifi.where())
+                self._loaded = True
+
+    def wrap_socket(self, *args, **kwargs):
+        self._load()
+        return super().wrap_socket(*args, **kwargs)
+
+    def wrap_bio(self, *args, **kwargs):
+        self._load()
+        return super().wrap_bio(*args, **kwargs)
+
+
 class RegistryClient:
     """One registry, over the v1 HTTP protocol; thread-safe, close it (or use `with`) when done."""
 
@@ -103,7 +137,7 @@ class RegistryClient:
         if token:
             headers["Authorization"] = f"Bearer {token}"
         self._http = httpx.Client(base_url=self.url + "/api/v1", headers=headers, transport=transport,
-                                  timeout=timeout, follow_redirects=True)
+                                  timeout=timeout, follow_redirects=True, verify=_LazyCAContext())
 
     def __repr__(self) -> str:
         return f"RegistryClient({_safe_url(self.url)!r}, token={'set' if self._token else 'none'})"

@@ -27,7 +27,6 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from nnpm.errors import EnvError, IntegrityError, NotInstalledError
-from nnpm.hashing import file_digest
 from nnpm.manifest import MANIFEST_NAME, Manifest
 
 if TYPE_CHECKING:
@@ -121,6 +120,8 @@ class InstalledPackage:
                                      f"(size {st.st_size}, expected {entry.size})",
                                      hint=f"run 'nnpm install --force {self.name}=={self.version}'")
             if recorded.get(entry.path) != [st.st_size, st.st_mtime_ns, st.st_ino]:
+                from nnpm.hashing import file_digest   # hashlib only when a file changed
+
                 if file_digest(path)[0] != entry.sha256:
                     raise IntegrityError(f"{self.name} {self.version}: {entry.path} was changed after install "
                                          "(sha256 differs)",

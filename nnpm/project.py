@@ -6,7 +6,6 @@ Unknown keys are refused; every error names the file, the key and what is allowe
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -186,6 +185,8 @@ def load_project(folder: Path) -> Project:
     path = Path(folder) / TOML_NAME
     if not path.is_file():
         raise ManifestError(f"no {TOML_NAME} in {folder}", hint=f"run 'nnpm init {folder} --from model.onnx' first")
+    import tomllib   # only nnpm.toml needs it; nnpm.load reads manifest.json
+
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

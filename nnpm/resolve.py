@@ -86,6 +86,7 @@ class _Provider(AbstractProvider):
         self._get, self.pre = get_packument, pre
         self._packuments: dict[str, dict | None] = {}
         self._candidates: dict[str, list[Candidate]] = {}
+        self._satisfied: dict[tuple[_Req, Version], bool] = {}
         self.excluded: set[Candidate] = set()  # pins a previous run kept without a requirement allowing them
 
     def packument(self, name: str) -> dict | None:
@@ -127,7 +128,14 @@ class _Provider(AbstractProvider):
                 and (not c.yanked or any(_pins(r, c.version) for r in reqs))]
 
     def is_satisfied_by(self, requirement, candidate):
-        return requirement.specifier.contains(candidate.version, prereleases=True)
+        # resolvelib asks this for every requirement of every pin on every round (n² calls for n
+        # packages), and SpecifierSet.contains costs microseconds: remember each answer.
+        key = (requirement, candidate.version)
+        try:
+            return self._satisfied[key]
+        except KeyError:
+            ok = self._satisfied[key] = requirement.specifier.contains(candidate.version, prereleases=True)
+            return ok
 
     def get_dependencies(self, candidate):
         return _dependencies(candidate)
@@ -175,10 +183,34 @@ def _explain(causes: list, provider: _Provider) -> ResolutionError:
         (i.requirement.text, f"{i.parent.name} {i.parent.version}" if i.parent else None) for i in causes])
 
 
+class _Resolution(Resolution):
+    """resolvelib's Resolution, remembering which (criterion, pin) pairs are satisfied.
+
+    Every round resolvelib re-checks every criterion against its current pin, so n packages
+    cost n² checks. Criteria are immutable (resolvelib replaces them whenever requirements are
+    added or removed), so one (criterion, pin) pair always gets the same answer.
+    """
+
+    def __init__(self, provider, reporter) -> None:
+        super().__init__(provider, reporter)
+        self._pin_checks: dict[object, tuple[Candidate, bool]] = {}   # criterion -> (pin, answer)
+
+    def _is_current_pin_satisfying(self, name, criterion) -> bool:
+        pin = self.state.mapping.get(name)
+        if pin is None:
+            return False
+        seen = self._pin_checks.get(criterion)   # criteria hash by identity: cheap
+        if seen is not None and seen[0] is pin:
+            return seen[1]
+        ok = super()._is_current_pin_satisfying(name, criterion)
+        self._pin_checks[criterion] = (pin, ok)
+        return ok
+
+
 def _resolve_once(reqs: list[_Req], provider: _Provider) -> dict[str, Candidate]:
     """One resolvelib run, keeping only the pins the requirements reach."""
     try:
-        state = Resolution(provider, BaseReporter()).resolve(reqs, max_rounds=MAX_ROUNDS)
+        state = _Resolution(provider, BaseReporter()).resolve(reqs, max_rounds=MAX_ROUNDS)
     except ResolutionImpossible as e:
         raise _explain(list(e.causes), provider) from None
     except ResolutionTooDeep as e:

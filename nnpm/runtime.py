@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -270,6 +268,9 @@ def _hash_files(manifest: Manifest, folder: Path) -> None:
 
 def _from_archive(archive: Path, env: Any, **kw: Any) -> Model:
     from nnpm.archive import extract
+
+    import shutil
+    import tempfile
 
     tmp = Path(tempfile.mkdtemp(prefix="nnpm-load-"))
     try:

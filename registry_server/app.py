@@ -72,6 +72,7 @@ def create_app(settings: Settings) -> FastAPI:
                   docs_url=None, redoc_url=None, openapi_url="/openapi.json", lifespan=lifespan)
     app.state.settings = settings
     app.state.store = store
+    app.state.engine = engine
     app.state.sessions = session_factory(engine)
     errors.install(app)
     app.include_router(api_packages.router)

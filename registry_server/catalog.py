@@ -6,7 +6,8 @@ import hashlib
 import json
 
 from packaging.version import Version as PepVersion
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, or_, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from nnpm.errors import ManifestError, NotFoundError
@@ -82,15 +83,27 @@ def version_view(row: Version, name: str) -> dict:
     }
 
 
-def packument(session: Session, name: str) -> tuple[bytes, str]:
-    """The packument of `name` as JSON bytes, and its ETag (a hash of those bytes)."""
-    pkg = require_package(session, name)
-    rows = versions_of(session, pkg)
+# The hottest read: one prepared query for the columns the packument shows, and no ORM objects.
+_PACKUMENT_ROWS = (select(Version.version, Version.yanked, Version.yanked_reason, Version.published_at,
+                          Version.manifest_json)
+                   .join(Package, Version.package_id == Package.id).where(Package.name == bindparam("name")))
+
+
+def packument(conn: Connection | Session, name: str) -> tuple[bytes, str]:
+    """The packument of `name` as JSON bytes, and its ETag (a hash of those bytes).
+
+    Takes a plain Connection (cheaper than an ORM Session per request) or a Session."""
+    rows = conn.execute(_PACKUMENT_ROWS, {"name": name}).all()
+    if not rows and conn.execute(select(Package.id).where(Package.name == name)).first() is None:
+        raise NotFoundError(f"no package {name!r} on this registry")
+    rows = sorted(rows, key=lambda r: PepVersion(r.version))
     top = latest(rows)
     doc = {
-        "name": pkg.name,
+        "name": name,
         "latest": top.version if top else None,
-        "versions": [{k: v for k, v in version_view(r, pkg.name).items() if k != "name"} for r in rows],
+        "versions": [{"version": r.version, "yanked": r.yanked, "yanked_reason": r.yanked_reason,
+                      "published_at": iso(r.published_at), "manifest": json.loads(r.manifest_json)}
+                     for r in rows],
     }
     body = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
     return body, '"' + hashlib.sha256(body).hexdigest() + '"'

@@ -114,7 +114,10 @@ def make_engine(url: str, *, upgrade: bool = True) -> Engine:
     """
     url = engine_url(url)
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        # Requests run on AnyIO's 40 worker threads: pool that many connections, so a busy server
+        # does not open, PRAGMA and close an overflow connection for each request.
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
+                               pool_size=40, max_overflow=10)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record) -> None:
