@@ -160,21 +160,22 @@ class Environment:
 
     def installed(self) -> dict[str, InstalledPackage]:
         """Every installed package by canonical name."""
-        out = {}
-        for name, locked in self.lock().packages.items():
-            folder = self.package_dir(name, locked.version)
-            try:
-                manifest = Manifest.from_json((folder / MANIFEST_NAME).read_bytes(), file=str(folder / MANIFEST_NAME))
-            except FileNotFoundError:
-                raise EnvError(f"environment {self.name!r} is damaged: {folder} is missing",
-                               hint=f"run 'nnpm install --force {name}'") from None
-            out[name] = InstalledPackage(name, Version(locked.version), folder, manifest)
-        return out
+        return {name: self._installed(name, locked) for name, locked in self.lock().packages.items()}
+
+    def _installed(self, name: str, locked: LockedPackage) -> InstalledPackage:
+        folder = self.package_dir(name, locked.version)
+        try:
+            manifest = Manifest.from_json((folder / MANIFEST_NAME).read_bytes(), file=str(folder / MANIFEST_NAME))
+        except FileNotFoundError:
+            raise EnvError(f"environment {self.name!r} is damaged: {folder} is missing",
+                           hint=f"run 'nnpm install --force {name}'") from None
+        return InstalledPackage(name, Version(locked.version), folder, manifest)
 
     def get(self, name: str, version: str | None = None) -> InstalledPackage:
         """One installed package (optionally an exact version) or NotInstalledError."""
         key = canonicalize_name(name)
-        pkg = self.installed().get(key)
+        locked = self.lock().packages.get(key)  # parse only this package's manifest
+        pkg = self._installed(key, locked) if locked else None
         if pkg is None or (version is not None and pkg.version != Version(version)):
             what = f"{key}=={version}" if version else key
             raise NotInstalledError(f"{what} is not installed in environment {self.name!r}",

@@ -1,11 +1,15 @@
-"""The registry's JSON API, driven with raw httpx calls exactly as docs/protocol.md describes."""
+"""The registry's JSON API, driven with raw httpx calls exactly as docs/protocol.md describes.
+
+Every test using `registry`, `shared_registry` or `registry_factory` runs on both backends
+of tests/conftest.py (`sqlite-dir`, `postgres-s3`); what a test checks behind the server's
+back (rows, stored blobs, scratch files) it reads through `Registry.query` and friends.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -68,13 +72,14 @@ def assert_error(r: httpx.Response, status: int, code: str, *words: str) -> dict
 def assert_nothing_published(reg, name: str) -> None:
     with reg.client() as c:
         assert c.get(f"/api/v1/packages/{name}").status_code == 404
-    with sqlite3.connect(reg.data_dir / "registry.db") as db:
-        assert db.execute("SELECT count(*) FROM versions v JOIN packages p ON p.id = v.package_id "
-                          "WHERE p.name = ?", (name,)).fetchone()[0] == 0
+    assert reg.query("SELECT count(*) FROM versions v JOIN packages p ON p.id = v.package_id "
+                     "WHERE p.name = :name", name=name) == [(0,)]
 
 
 def tmp_entries(reg) -> list[str]:
-    return sorted(p.name for p in (reg.data_dir / "tmp").iterdir())
+    """What is left in the server's scratch folder (uploads in flight, worker folders): must be nothing."""
+    tmp = reg.data_dir / "tmp"
+    return sorted(p.name for p in tmp.iterdir()) if tmp.is_dir() else []
 
 
 # -- the happy path ------------------------------------------------------------------------------------
@@ -237,10 +242,8 @@ def test_two_clients_publishing_one_version_at_once_make_one_row(registry, small
         t.join(60)
     statuses = sorted(r.status_code for r in answers)
     assert statuses == ([200, 201] if same_bytes else [201, 409]), [r.text for r in answers]
-    with sqlite3.connect(registry.data_dir / "registry.db") as db:
-        assert db.execute("SELECT count(*) FROM versions").fetchone()[0] == 1
-        assert db.execute("SELECT count(*) FROM packages").fetchone()[0] == 1
-        assert db.execute("SELECT count(*) FROM owners").fetchone()[0] == 1
+    for table in ("versions", "packages", "owners"):
+        assert registry.query(f"SELECT count(*) FROM {table}") == [(1,)], table
 
 
 # -- blobs ---------------------------------------------------------------------------------------------
@@ -285,7 +288,7 @@ def test_blob_that_does_not_match_its_digest_is_refused_and_not_stored(registry)
         # a body without Content-Length (chunked) is refused: the size must be known up front
         r = c.put(f"/api/v1/blobs/sha256:{hashlib.sha256(data).hexdigest()}", content=iter([data]))
         assert_error(r, 411, "registry_error", "content-length")
-    assert not list((registry.data_dir / "blobs").rglob("*" + wrong))
+    assert registry.stored_blobs() == set() and registry.uploads_in_flight() == []
     assert tmp_entries(registry) == []
 
 

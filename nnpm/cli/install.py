@@ -33,7 +33,7 @@ def install(
     """Install packages and their dependencies into an environment."""
     from pathlib import Path
 
-    from nnpm.cli.show import console, human_size
+    from nnpm.cli.show import human_size, say
     from nnpm.env import Lock
     from nnpm.errors import ManifestError
 
@@ -46,16 +46,15 @@ def install(
         if not specs:
             raise ManifestError("nothing to install", hint="e.g. nnpm install resnet18, or --locked")
         result = inst.install(specs, pre=pre, force=force)
-    out = console()
     for name, version in result.installed:
-        out.print(f"installed {name} {version}")
+        say(f"installed {name} {version}")
     for name, version in result.removed:
-        out.print(f"removed {name} {version}")
+        say(f"removed {name} {version}")
     if result.unchanged and not result.installed:
-        out.print("already installed: " + ", ".join(f"{n} {v}" for n, v in result.unchanged))
+        say("already installed: " + ", ".join(f"{n} {v}" for n, v in result.unchanged))
     f = result.fetched
-    out.print(f"env {inst.env.name}: {f.downloaded} blobs fetched ({human_size(f.bytes)}), "
-              f"{f.present} already in the store, {result.linked} files linked")
+    say(f"env {inst.env.name}: {f.downloaded} blobs fetched ({human_size(f.bytes)}), "
+        f"{f.present} already in the store, {result.linked} files linked")
 
 
 def uninstall(
@@ -63,11 +62,11 @@ def uninstall(
     env: str = _ENV,
 ) -> None:
     """Remove packages from an environment (and dependencies nothing else needs)."""
-    from nnpm.cli.show import console
+    from nnpm.cli.show import say
 
     removed = _installer(env, None).uninstall(names)
     for name, version in removed:
-        console().print(f"removed {name} {version}")
+        say(f"removed {name} {version}")
 
 
 def list_(
