@@ -53,7 +53,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from pgserver import PostgresServer, postgres_server, postgres_url  # noqa: F401 - fixtures for every module
 from s3server import S3Bucket, S3Server, s3_bucket, s3_endpoint, s3_server  # noqa: F401 - fixtures
 

@@ -14,7 +14,7 @@ import pytest
 
 from tests.cli import one_error_line, run_nnpm
 
-from conftest import Registry, free_port, write_small_package
+from conftest import Registry, close_all, free_port, start_registry, write_small_package
 from hostile_server import assert_store_clean
 from nnpm.client import RegistryClient
 from nnpm.env import LOCK_NAME
@@ -26,12 +26,12 @@ _BLOB_GET = re.compile(r'"GET /api/v1/blobs/sha256(?::|%3A)([0-9a-f]{64})')
 
 
 @pytest.fixture(scope="module")
-def published(examples_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Registry:
-    """One registry for the module: the examples, digits 2.0.0 and a package needing onnxruntime>=99."""
+def published(examples_dir: Path, tmp_path_factory: pytest.TempPathFactory, registry_backend) -> Registry:
+    """One registry for the module (on each backend): the examples, digits 2.0.0 and a package needing onnxruntime>=99."""
     base = tmp_path_factory.mktemp("install-registry")
-    reg = Registry(base / "data", base / "server.log", [])
-    reg.start()
+    started: list[Registry] = []
     try:
+        reg = start_registry(tmp_path_factory, started, backend=registry_backend)
         token = reg.add_user("alice")
         digits2 = base / "digits-2"
         shutil.copytree(examples_dir / "digits", digits2)
@@ -44,7 +44,7 @@ def published(examples_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> R
                 publish(folder, client, progress=False)
         yield reg
     finally:
-        reg.stop()
+        close_all(started)
 
 
 def nnpm(home: Path, registry: str | None, *args: str, check: bool = True) -> subprocess.CompletedProcess:

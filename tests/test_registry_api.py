@@ -148,8 +148,8 @@ def test_health_whoami_and_names_in_any_pep503_spelling(registry, small_package)
         assert_error(c.get("/api/v1/packages/my-model/not-a-version"), 400, "invalid_manifest", "version")
 
 
-def test_openapi_document_and_docs_page(registry) -> None:
-    with registry.client() as c:
+def test_openapi_document_and_docs_page(shared_registry) -> None:
+    with shared_registry.client() as c:
         paths = c.get("/openapi.json").json()["paths"]
         assert "/api/v1/packages/{name}/{version}" in paths and "/api/v1/blobs/{ref}" in paths
         assert "swagger" in c.get("/docs").text.lower()

@@ -69,7 +69,8 @@ def user_add(
 
     check_user_name(name)
     settings = _settings(data, database_url=database_url)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if not database_url:  # the SQLite file lives there; with --database-url nothing does
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
     token = add_user(settings.database_url, name)
     typer.echo(f"new API token for {name!r} (stored hashed; it is shown only now):")
     typer.echo(token)
