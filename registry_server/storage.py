@@ -40,6 +40,38 @@ CHUNK = 1024 * 1024
 STALE_UPLOAD_AFTER = 3600  # seconds without progress after which an upload in flight is abandoned
 
 
+async def drain(chunks: AsyncIterator[bytes]) -> None:
+    """Read a body to its end, so the client can read our answer on a clean connection."""
+    async for _ in chunks:
+        pass
+
+
+async def sized_blocks(chunks: AsyncIterator[bytes], size: int, block: int) -> AsyncIterator[bytes]:
+    """A body regrouped into blocks of at least `block` bytes, then the shorter (maybe empty) rest.
+
+    Raises IntegrityError as soon as the body is longer than `size`, and at its end when shorter.
+    """
+    total, buf = 0, bytearray()
+    async for chunk in chunks:
+        total += len(chunk)
+        if total > size:
+            raise IntegrityError(f"the body is longer than the {size} bytes announced")
+        buf += chunk
+        if len(buf) >= block:
+            data, buf = bytes(buf), bytearray()
+            yield data
+    if total != size:
+        raise IntegrityError(f"received {total} bytes but {size} were announced")
+    yield bytes(buf)
+
+
+def check_digest(got: str, digest: str) -> None:
+    """IntegrityError when the received bytes hash to another digest than the one named."""
+    if got != digest:
+        raise IntegrityError(f"the bytes hash to sha256:{got}, not sha256:{digest}",
+                             hint="upload the file under its own digest")
+
+
 class BlobStore(ABC):
     """Content-addressed bytes, keyed by sha256 hex digest (already validated by the caller)."""
 
@@ -112,36 +144,21 @@ class DirBlobStore(BlobStore):
 
     async def put(self, digest: str, chunks: AsyncIterator[bytes], *, size: int) -> bool:
         if self.exists(digest):
-            async for _ in chunks:  # drain, so the client can read our answer on a clean connection
-                pass
+            await drain(chunks)
             return False
         fd, tmp_name = tempfile.mkstemp(prefix="upload-", suffix=".part", dir=self.tmp_dir)
         tmp = Path(tmp_name)
         try:
             with os.fdopen(fd, "wb") as f:
                 h = hashlib.sha256()
-                total = 0
-                buf = bytearray()
 
                 def flush(data: bytes) -> None:
                     h.update(data)
                     f.write(data)
 
-                async for chunk in chunks:
-                    total += len(chunk)
-                    if total > size:
-                        raise IntegrityError(f"the body is longer than the {size} bytes announced")
-                    buf += chunk
-                    if len(buf) >= CHUNK:
-                        data, buf = bytes(buf), bytearray()
-                        await anyio.to_thread.run_sync(flush, data)
-                await anyio.to_thread.run_sync(flush, bytes(buf))
-                if total != size:
-                    raise IntegrityError(f"received {total} bytes but {size} were announced")
-                got = h.hexdigest()
-                if got != digest:
-                    raise IntegrityError(f"the bytes hash to sha256:{got}, not sha256:{digest}",
-                                         hint="upload the file under its own digest")
+                async for data in sized_blocks(chunks, size, CHUNK):
+                    await anyio.to_thread.run_sync(flush, data)
+                check_digest(h.hexdigest(), digest)
                 f.flush()
                 await anyio.to_thread.run_sync(os.fsync, f.fileno())
             os.chmod(tmp, 0o444)

@@ -36,8 +36,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from nnpm.errors import ConfigError, IntegrityError, NotFoundError, RegistryError
-from registry_server.storage import CHUNK, STALE_UPLOAD_AFTER, BlobStore
+from nnpm.errors import ConfigError, NotFoundError, RegistryError
+from registry_server.storage import CHUNK, STALE_UPLOAD_AFTER, BlobStore, check_digest, drain, sized_blocks
 
 log = logging.getLogger("registry_server")
 
@@ -166,32 +166,21 @@ class S3BlobStore(BlobStore):
     # -- writes ----------------------------------------------------------------------------------
     async def put(self, digest: str, chunks: AsyncIterator[bytes], *, size: int) -> bool:
         if await anyio.to_thread.run_sync(self.exists, digest):
-            async for _ in chunks:  # drain, so the client can read our answer on a clean connection
-                pass
+            await drain(chunks)
             return False
         key, step = self.key(digest), part_size(size)
-        h, total, buf = hashlib.sha256(), 0, bytearray()
+        h, data = hashlib.sha256(), b""
         upload: _Multipart | None = None
         try:
-            async for chunk in chunks:
-                total += len(chunk)
-                if total > size:
-                    raise IntegrityError(f"the body is longer than the {size} bytes announced")
-                buf += chunk
-                if len(buf) >= step:
-                    data, buf = bytes(buf), bytearray()
-                    await anyio.to_thread.run_sync(h.update, data)
-                    if upload is None:
-                        upload = await anyio.to_thread.run_sync(self._start, key)
-                    await upload.send(data)
-            data, buf = bytes(buf), bytearray()
-            await anyio.to_thread.run_sync(h.update, data)
-            if total != size:
-                raise IntegrityError(f"received {total} bytes but {size} were announced")
-            got = h.hexdigest()
-            if got != digest:
-                raise IntegrityError(f"the bytes hash to sha256:{got}, not sha256:{digest}",
-                                     hint="upload the file under its own digest")
+            async for block in sized_blocks(chunks, size, step):
+                await anyio.to_thread.run_sync(h.update, block)
+                if len(block) < step:
+                    data = block  # the rest, always the last block: the last part, or a small blob alone
+                    continue
+                if upload is None:
+                    upload = await anyio.to_thread.run_sync(self._start, key)
+                await upload.send(block)
+            check_digest(h.hexdigest(), digest)
             if upload is None:
                 await anyio.to_thread.run_sync(self._put_small, key, data)
             else:
