@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import ssl
 import threading
 from collections.abc import Callable, Iterator
@@ -28,6 +27,7 @@ from nnpm.errors import ConfigError, IntegrityError, NnpmError, RegistryError
 from nnpm.hashing import CHUNK
 from nnpm.httperrors import _safe_url, error_for_request_error, error_for_response
 from nnpm.manifest import Manifest, canonical_name, is_digest, parse_version
+from nnpm.metacache import PackumentCache
 
 MAX_JSON = 64 * 1024 * 1024      # a packument or answer larger than this is refused
 MAX_ERROR_BODY = 64 * 1024       # error bodies are read up to this much
@@ -132,7 +132,7 @@ class RegistryClient:
         except httpx.InvalidURL as exc:
             raise ConfigError(f"registry URL {_safe_url(self.url)!r} is not valid: {exc}") from None
         self._token = _Secret(token) if token else None
-        self._cache = Path(cache_dir) / "packuments" / "v1" / self._cache_key() if cache_dir else None
+        self._cache = PackumentCache(Path(cache_dir), self.url) if cache_dir else None
         headers = {"User-Agent": f"nnpm/{__version__}"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -231,11 +231,12 @@ class RegistryClient:
     def packument(self, name: str) -> dict | None:
         """Every version of a package (None when the registry has none), cached by ETag."""
         path = f"/packages/{_name(name)}"
-        cached = self._cache_read(name)
+        cached = self._cache.read(name) if self._cache else None
         headers = {"If-None-Match": cached[0]} if cached else None
         status, body, resp_headers = self._call("GET", path, headers=headers, ok=(200, 304, 404))
         if status == 404:
-            self._cache_drop(name)
+            if self._cache:
+                self._cache.drop(name)
             return None
         if status == 304:
             if not cached:
@@ -244,8 +245,8 @@ class RegistryClient:
         data = self._json(body, f"package {name}")
         if not isinstance(data.get("versions"), list):
             raise RegistryError(f"the registry at {_safe_url(self.url)} sent a packument without versions")
-        if resp_headers.get("etag"):
-            self._cache_write(name, resp_headers["etag"], data)
+        if resp_headers.get("etag") and self._cache:
+            self._cache.write(name, resp_headers["etag"], data)
         return data
 
     def version(self, name: str, version: str) -> dict:
@@ -372,36 +373,3 @@ class RegistryClient:
         return list(data.get("owners") or [])
 
     # -- packument cache -----------------------------------------------------------------------
-    def _cache_key(self) -> str:
-        host = re.sub(r"[^A-Za-z0-9.-]", "_", httpx.URL(self.url).netloc.decode().rsplit("@", 1)[-1])
-        return f"{host}-{hashlib.sha256(self.url.encode()).hexdigest()[:12]}"
-
-    def _cache_file(self, name: str) -> Path | None:
-        return self._cache / f"{canonical_name(name, key='name')}.json" if self._cache else None
-
-    def _cache_read(self, name: str) -> tuple[str, dict] | None:
-        path = self._cache_file(name)
-        try:
-            data = json.loads(path.read_bytes()) if path else None
-        except (OSError, ValueError, RecursionError):
-            return None
-        if isinstance(data, dict) and isinstance(data.get("etag"), str) and isinstance(data.get("packument"), dict):
-            return data["etag"], data["packument"]
-        return None
-
-    def _cache_write(self, name: str, etag: str, packument: dict) -> None:
-        path = self._cache_file(name)
-        if path is None:
-            return
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps({"etag": etag, "packument": packument}), encoding="utf-8")
-            os.replace(tmp, path)
-        except OSError:
-            tmp.unlink(missing_ok=True)  # a cache that cannot be written is only slower
-
-    def _cache_drop(self, name: str) -> None:
-        path = self._cache_file(name)
-        if path:
-            path.unlink(missing_ok=True)
