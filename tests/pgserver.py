@@ -30,6 +30,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.shared_server import SharedServer
+
 MISSING = "PostgreSQL server binaries (initdb, pg_ctl) not found; apt-get install postgresql"
 SUPERUSER = "postgres"
 
@@ -133,33 +135,29 @@ def _user_exists(name: str) -> bool:
         return False
 
 
-_shared: dict[str, object] = {"server": None, "users": 0}
+def _start_postgres() -> PostgresServer:
+    bin_dir = find_bin_dir()
+    if bin_dir is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(MISSING)
+        pytest.skip(MISSING)
+    server = PostgresServer(bin_dir)
+    try:
+        server.start()
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+_shared = SharedServer(_start_postgres)
 
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
     """One PostgreSQL server for the whole session (shared by every module importing this fixture)."""
-    if _shared["server"] is None:
-        bin_dir = find_bin_dir()
-        if bin_dir is None:
-            if os.environ.get("CI", "").lower() == "true":
-                pytest.fail(MISSING)
-            pytest.skip(MISSING)
-        server = PostgresServer(bin_dir)
-        try:
-            server.start()
-        except BaseException:
-            server.stop()
-            raise
-        _shared["server"] = server
-    _shared["users"] += 1  # type: ignore[operator]
-    try:
-        yield _shared["server"]  # type: ignore[misc]
-    finally:
-        _shared["users"] -= 1  # type: ignore[operator]
-        if _shared["users"] == 0:
-            server, _shared["server"] = _shared["server"], None
-            server.stop()  # type: ignore[union-attr]
+    with _shared.use() as server:
+        yield server
 
 
 @pytest.fixture

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 
 import pytest
 
+from tests.shared_server import SharedServer
+
 FAKE_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": os.devnull,
             "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
@@ -111,7 +113,7 @@ class S3Bucket:
         self.client.delete_bucket(Bucket=self.name)
 
 
-_shared: dict[str, object] = {"server": None, "users": 0}
+_shared = SharedServer(lambda: S3Server())
 
 
 @pytest.fixture(scope="session")
@@ -119,16 +121,8 @@ def s3_server() -> Iterator[S3Server]:
     """One moto server for the whole session (shared by every module importing this fixture)."""
     pytest.importorskip("boto3")
     pytest.importorskip("moto.server")
-    if _shared["server"] is None:
-        _shared["server"] = S3Server()
-    _shared["users"] += 1  # type: ignore[operator]
-    try:
-        yield _shared["server"]  # type: ignore[misc]
-    finally:
-        _shared["users"] -= 1  # type: ignore[operator]
-        if _shared["users"] == 0:
-            server, _shared["server"] = _shared["server"], None
-            server.stop()  # type: ignore[union-attr]
+    with _shared.use() as server:
+        yield server
 
 
 @pytest.fixture
