@@ -25,17 +25,10 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Show trac
 
 def _register() -> None:
     # Command modules import only typer at module level; heavy work is inside the commands.
-    from nnpm.cli import package
+    from nnpm.cli import cache, compose, env, install, package, publish, registry, run
 
-    package.register(app)
-    for module in ("publish", "install", "env", "cache", "run", "compose", "registry"):
-        try:
-            mod = __import__(f"nnpm.cli.{module}", fromlist=["register"])
-        except ModuleNotFoundError as exc:
-            if exc.name != f"nnpm.cli.{module}":
-                raise
-            continue
-        mod.register(app)
+    for module in (package, publish, install, env, cache, run, compose, registry):
+        module.register(app)
 
 
 _register()
