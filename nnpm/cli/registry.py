@@ -50,12 +50,21 @@ def serve(
     redirect_downloads: bool = typer.Option(False, "--redirect-downloads",
                                             help="Answer blob downloads with a 307 to a short-lived presigned "
                                                  "S3 URL instead of streaming them (s3:// only)."),
+    max_blob_size: int = typer.Option(None, "--max-blob-size", help="Bytes per uploaded file (default 8 GiB)."),
+    max_manifest_size: int = typer.Option(None, "--max-manifest-size", help="Bytes per manifest (default 4 MiB)."),
+    validate_timeout: float = typer.Option(None, "--validate-timeout",
+                                           help="Seconds the model-checking worker may take (default 60)."),
+    validate_memory: int = typer.Option(None, "--validate-memory",
+                                        help="Address-space bytes of that worker (default 2 GiB)."),
 ) -> None:
     """Serve the registry API, the web pages and /docs until stopped."""
     from registry_server.__main__ import serve as run
 
+    limits = {k: v for k, v in (("max_blob_size", max_blob_size), ("max_manifest_size", max_manifest_size),
+                                ("validate_timeout", validate_timeout), ("validate_memory", validate_memory))
+              if v is not None}
     run(_settings(data, host=host, port=port, database_url=database_url, storage_url=storage_url,
-                  s3_endpoint=s3_endpoint, redirect_downloads=redirect_downloads))
+                  s3_endpoint=s3_endpoint, redirect_downloads=redirect_downloads, **limits))
 
 
 @user_app.command("add")
