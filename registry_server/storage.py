@@ -128,6 +128,13 @@ class DirBlobStore(BlobStore):
     def _path(self, digest: str) -> Path:
         return self.root / digest[:2] / digest
 
+    def check(self) -> None:
+        """ConfigError unless both folders exist and can be written."""
+        for folder in (self.root, self.tmp_dir):
+            if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+                raise ConfigError(f"blob folder {folder} is missing or not writable",
+                                  hint="check the --data folder and its permissions")
+
     def size(self, digest: str) -> int | None:
         try:
             return self._path(digest).stat().st_size

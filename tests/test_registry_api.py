@@ -148,6 +148,24 @@ def test_health_whoami_and_names_in_any_pep503_spelling(registry, small_package)
         assert_error(c.get("/api/v1/packages/my-model/not-a-version"), 400, "invalid_manifest", "version")
 
 
+def test_ready_checks_the_database_and_the_blob_store(registry) -> None:
+    with registry.client() as c:
+        resp = c.get("/api/v1/ready")
+        assert resp.status_code == 200 and resp.json()["status"] == "ready"
+        if registry.backend != "sqlite-dir":
+            return
+        blobs = registry.data_dir / "blobs"
+        blobs.rename(registry.data_dir / "blobs-away")
+        try:
+            resp = c.get("/api/v1/ready")
+            assert resp.status_code == 503
+            assert resp.json()["error"] == "registry_error" and "blob store" in resp.json()["detail"]
+            assert c.get("/api/v1/health").status_code == 200  # alive, just not ready
+        finally:
+            (registry.data_dir / "blobs-away").rename(blobs)
+        assert c.get("/api/v1/ready").status_code == 200
+
+
 def test_openapi_document_and_docs_page(shared_registry) -> None:
     with shared_registry.client() as c:
         paths = c.get("/openapi.json").json()["paths"]

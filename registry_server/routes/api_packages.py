@@ -6,11 +6,13 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 import nnpm
 from registry_server import catalog
 from registry_server.db import User
+from registry_server.errors import error_response
 from registry_server.deps import current_user, get_session, get_settings, get_store
 from registry_server.owners import add_owner, require_owner, set_yanked
 from registry_server.publish import publish, read_body
@@ -33,6 +35,24 @@ class YankRequest(BaseModel):
 @router.get("/health", tags=["meta"], summary="Liveness and the server's nnpm version")
 def health() -> dict:
     return {"status": "ok", "version": nnpm.__version__}
+
+
+@router.get("/ready", tags=["meta"], summary="Readiness: the database and the blob store answer",
+            responses={503: {"description": "the database or the blob store cannot be used"}})
+def ready(request: Request) -> Response:
+    problems = []
+    try:
+        with request.app.state.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:  # the URL may hold a password: name only the error class
+        problems.append(f"database: {type(exc).__name__}")
+    try:
+        request.app.state.store.check()
+    except Exception as exc:
+        problems.append(f"blob store: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+    if problems:
+        return error_response(503, "registry_error", "not ready: " + "; ".join(problems))
+    return JSONResponse({"status": "ready", "version": nnpm.__version__})
 
 
 @router.get("/whoami", tags=["meta"], summary="The user behind the bearer token")
