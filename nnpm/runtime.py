@@ -316,15 +316,13 @@ def read_labels(manifest: Manifest, folder: Path) -> dict[str, list[str]]:
 
 
 def _check_requires(manifest: Manifest) -> None:
-    spec = manifest.project.requires.get("onnxruntime")
-    if spec is None:
-        return
+    """The install-time runtime check, against the onnxruntime this process actually imports."""
     import onnxruntime as ort
+    from packaging.version import Version
 
-    if not spec.contains(ort.__version__, prereleases=True):
-        raise RequirementError(f"{manifest.name} {manifest.version} needs onnxruntime{spec}, "
-                               f"this is onnxruntime {ort.__version__}",
-                               hint=f"pip install 'onnxruntime{spec}'")
+    from nnpm.compat import check_runtime
+
+    check_runtime(manifest, Version(ort.__version__))
 
 
 def _first_line(exc: BaseException) -> str:
