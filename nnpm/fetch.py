@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -120,8 +121,13 @@ def _download(client, want: Wanted, part, done: int, h, advance) -> tuple[int, "
     return received, h
 
 
-def fetch_all(client: "RegistryClient", store: Store, wanted: list[Wanted], *, progress: bool | None = None) -> FetchStats:
-    """Fetch every wanted blob the store lacks, several at once, with a progress bar."""
+def fetch_all(connect: Callable[[], "RegistryClient"], store: Store, wanted: list[Wanted], *,
+              progress: bool | None = None) -> FetchStats:
+    """Fetch every wanted blob the store lacks, several at once, with a progress bar.
+
+    `connect` makes the registry client; it is called only when some blob must be downloaded,
+    so an install whose blobs are all in the store needs no registry.
+    """
     from nnpm.progress import transfer_progress
 
     stats = FetchStats()
@@ -129,6 +135,7 @@ def fetch_all(client: "RegistryClient", store: Store, wanted: list[Wanted], *, p
     stats.present = len({w.digest for w in wanted}) - len(missing)
     if not missing:
         return stats
+    client = connect()
     with transfer_progress(sum(w.size for w in missing), enabled=progress) as bar:
         def job(want: Wanted) -> int:
             task = bar.add_file(want.label, want.size)

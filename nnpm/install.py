@@ -199,10 +199,7 @@ class Installer:
         """Fetch what is missing, prepare folders aside, swap the lock in."""
         result = InstallResult()
         wanted = [Wanted(f.sha256, f.size, f"{m.name} {f.path}") for m in manifests.values() for f in m.files]
-        missing = [w for w in wanted if not self.store.has(w.digest, w.size)]
-        if missing:
-            result.fetched = fetch_all(self.client, self.store, missing, progress=self.progress)
-        result.fetched.present = len({w.digest for w in wanted}) - len({w.digest for w in missing})
+        result.fetched = fetch_all(lambda: self.client, self.store, wanted, progress=self.progress)
         crash.point("after-fetch")
         with self.env.install_lock():
             old = self.env.lock()
