@@ -13,6 +13,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.concurrency import at_once
 from conftest import Registry, start_registry, write_small_package
 from pgserver import postgres_server, postgres_url  # noqa: F401  (fixtures)
 from sqlalchemy import create_engine, text
@@ -86,18 +88,6 @@ def put_manifest(reg: Registry, token: str, name: str, version: str, manifest: b
 
 def error_code(r: httpx.Response) -> tuple[int, str]:
     return r.status_code, r.json()["error"]
-
-
-def at_once(*calls) -> list:
-    """Run the calls in threads released together; their results in order."""
-    barrier = threading.Barrier(len(calls))
-
-    def run(call):
-        barrier.wait(timeout=30)
-        return call()
-
-    with ThreadPoolExecutor(len(calls)) as pool:
-        return list(pool.map(run, calls))
 
 
 # -- the API on PostgreSQL -------------------------------------------------------------------------

@@ -11,13 +11,13 @@ second server over the first one's database and bucket.
 from __future__ import annotations
 
 import hashlib
-import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.concurrency import at_once
 from conftest import Registry, write_small_package
 
 from nnpm.client import RegistryClient
@@ -39,18 +39,6 @@ def replicas(registry_factory) -> tuple[Registry, Registry]:
     """Replica A on a fresh database and bucket, and replica B over the same two."""
     a = registry_factory()
     return a, registry_factory(replica_of=a)
-
-
-def at_once(jobs: list) -> list:
-    """Run the callables in threads released together by a barrier; their results in order."""
-    barrier = threading.Barrier(len(jobs))
-
-    def run(job):
-        barrier.wait(timeout=30)
-        return job()
-
-    with ThreadPoolExecutor(len(jobs)) as pool:
-        return list(pool.map(run, jobs))
 
 
 def versions_in_database(reg: Registry, name: str) -> dict[str, tuple[int, str]]:
@@ -101,7 +89,7 @@ def test_twenty_clients_on_two_replicas_lose_no_version_and_duplicate_none(repli
                     return exc.status or 0
         return run
 
-    statuses = at_once([publisher(i, built) for i, built in enumerate(clients)])
+    statuses = at_once(*[publisher(i, built) for i, built in enumerate(clients)])
 
     assert statuses[:12] == [201] * 12, statuses
     contested = list(zip(clients[12:], statuses[12:]))
