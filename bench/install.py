@@ -27,7 +27,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import PY, Row, child_env, free_port, interleaved, log, median, nnpm_cmd, repeat, run, timed
+from bench.common import PY, Row, child_env, free_port, interleaved, log, median, nnpm_cmd, repeat, timed
 from bench.world import World
 
 WHEEL_NAME = "nnpm-model-resnet18"

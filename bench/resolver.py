@@ -4,7 +4,7 @@
 2.0.0. In layers 0-8, 1.1.0 and 1.2.0 depend on three packages of the next layer
 (index i, i+1, i+7 mod 100) with `>=1,<2` and `>=1.1,<2`, 2.0.0 on the same three with
 `>=2`; 1.0.0 and the last layer have no dependencies. The requirements are every layer-0
-package with `>=1,<2`, so all 1,000 packages resolve (to 1.2.0). `nnpm.resolve.resolve`
+package with `>=1,<2`, so all 1,000 packages resolve (to 1.2.0). `nnpm.install.resolve.resolve`
 runs with `get_packument = packuments.get` (no network, no disk): the figure is the median
 wall time of one full resolve, after a warm-up.
 """
@@ -46,7 +46,7 @@ def graph() -> dict[str, dict]:
 
 def bench(world, runs: int) -> list[Row]:
     """The resolver group's row (needs no server)."""
-    from nnpm.resolve import resolve
+    from nnpm.install.resolve import resolve
 
     log(f"resolver: {LAYERS * WIDTH} packages from cached packuments")
     packuments = graph()

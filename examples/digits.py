@@ -18,7 +18,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier
 from sklearn.preprocessing import StandardScaler
 
-from examples.common import Package, REQUIRES, finalize, package_table
+from examples.common import REQUIRES, Package, finalize, package_table
 
 NAME = "digits"
 _ACCURACY = re.compile(r"Held-out accuracy: ([0-9]+\.[0-9]+)")

@@ -8,7 +8,7 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 from examples import digits
-from examples.common import Package, REQUIRES, make_model, package_table
+from examples.common import REQUIRES, Package, make_model, package_table
 
 NAME = "digits-preprocess"
 

@@ -6,7 +6,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from examples.common import Package, REQUIRES, imagenet_placeholder_labels, make_model, package_table
+from examples.common import REQUIRES, Package, imagenet_placeholder_labels, make_model, package_table
 
 SIZE = 224
 MEAN = [0.485, 0.456, 0.406]

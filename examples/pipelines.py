@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from examples.common import Package, REQUIRES, package_table
+from examples.common import REQUIRES, Package, package_table
 
 _SPEC = ">=1,<2"
 

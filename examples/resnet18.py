@@ -6,7 +6,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from examples.common import Package, imagenet_placeholder_labels, make_model, package_table, REQUIRES
+from examples.common import REQUIRES, Package, imagenet_placeholder_labels, make_model, package_table
 
 NAME = "resnet18"
 SEED = 0

@@ -2,8 +2,8 @@
 
 NNPM_HOME (default: the platform's user data dir) holds:
     config.toml      registry URL and tokens per registry (mode 0600)
-    store/v1/...     content-addressed blobs (see nnpm.store)
-    envs/<name>/     environments (see nnpm.env)
+    store/v1/...     content-addressed blobs (see nnpm.install.store)
+    envs/<name>/     environments (see nnpm.install.env)
     cache/           packuments with their ETags
 """
 
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nnpm.errors import ConfigError
+from nnpm.fsutil import atomic_write
 
 DEFAULT_ENV = "default"
 CONFIG_NAME = "config.toml"
@@ -101,10 +102,5 @@ def save_login(home: Path, registry: str, token: str) -> Path:
     lines += [f"{json.dumps(url)} = {json.dumps(tok)}" for url, tok in sorted(tokens.items())]
     home.mkdir(parents=True, exist_ok=True)
     path = home / CONFIG_NAME
-    tmp = home / f".{CONFIG_NAME}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write("\n".join(lines) + "\n")
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    atomic_write(path, ("\n".join(lines) + "\n").encode(), mode=0o600)
     return path

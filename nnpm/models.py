@@ -19,7 +19,7 @@ def __getattr__(attr: str) -> "nnpm.Model":  # noqa: F821 (a string: no import a
         raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
     from nnpm.config import load_settings
     from nnpm.errors import ManifestError, NotInstalledError
-    from nnpm.manifest import canonical_name
+    from nnpm.format.fields import canonical_name
 
     try:
         name = canonical_name(attr.replace("_", "-"))
@@ -30,7 +30,7 @@ def __getattr__(attr: str) -> "nnpm.Model":  # noqa: F821 (a string: no import a
     with _lock:  # one load per key, even when threads import at once
         model = _cache.get(key)
         if model is None:
-            from nnpm.runtime import load
+            from nnpm.runtime.load import load
 
             try:
                 model = load(name, env=settings.env)
@@ -45,7 +45,7 @@ def __getattr__(attr: str) -> "nnpm.Model":  # noqa: F821 (a string: no import a
 def __dir__() -> list[str]:
     names = set(globals())
     try:
-        from nnpm.env import open_env
+        from nnpm.install.env import open_env
 
         names |= {n.replace("-", "_") for n in open_env().lock().packages}
     except Exception:  # a broken or missing environment must not break dir() or tab completion

@@ -1,5 +1,5 @@
 """nnpm's self-hosted registry: a FastAPI app over a metadata database and a blob store.
 
-Build one with `registry_server.app.create_app(Settings(...))`; run one with
+Build one with `registry_server.app.create_app(ServerSettings(...))`; run one with
 `python -m registry_server --data DIR` or `nnpm registry serve`.
 """

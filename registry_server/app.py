@@ -11,12 +11,13 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-import nnpm
-from registry_server import errors
-from registry_server.db import make_engine, session_factory
-from registry_server.routes import api_blobs, api_packages, web
-from registry_server.settings import Settings
+from nnpm._version import __version__
+from registry_server import error_responses
+from registry_server.db.engine import make_engine, session_factory
+from registry_server.routes import blobs, meta, packages, pages
+from registry_server.settings import ServerSettings
 from registry_server.storage import storage_from_settings
+from registry_server.web.render import WEB
 
 log = logging.getLogger("registry_server")
 STALE_TMP_AFTER = 3600  # seconds; an upload in flight writes its temp file continuously
@@ -46,7 +47,7 @@ def sweep_tmp(tmp_dir: Path, older_than: float = STALE_TMP_AFTER) -> int:
     return removed
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: ServerSettings) -> FastAPI:
     """Build the FastAPI app over `settings`: database, blob store, routes and error handlers."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = storage_from_settings(settings)
@@ -68,17 +69,18 @@ def create_app(settings: Settings) -> FastAPI:
         yield
         engine.dispose()
 
-    app = FastAPI(title="nnpm registry", version=nnpm.__version__, description=DESCRIPTION,
+    app = FastAPI(title="nnpm registry", version=__version__, description=DESCRIPTION,
                   docs_url=None, redoc_url=None, openapi_url="/openapi.json", lifespan=lifespan)
     app.state.settings = settings
     app.state.store = store
     app.state.engine = engine
     app.state.sessions = session_factory(engine)
-    errors.install(app)
-    app.include_router(api_packages.router)
-    app.include_router(api_blobs.router)
-    app.include_router(web.router)
-    app.mount("/static", StaticFiles(directory=str(web.WEB / "static")), name="static")
+    error_responses.install(app)
+    app.include_router(meta.router)
+    app.include_router(packages.router)
+    app.include_router(blobs.router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=str(WEB / "static")), name="static")
     _mount_api_docs(app)
     return app
 

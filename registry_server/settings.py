@@ -1,17 +1,20 @@
-"""Server settings: names and defaults in one place, resolved once and handed to `create_app`."""
+"""Server settings: names and defaults in one place, resolved once and handed to `create_app`.
+
+Every field can be set on the command line or from the environment (registry_server/options.py).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-GIB = 1024**3
-MIB = 1024**2
+from nnpm.format.limits import GIB, MAX_BLOB_BYTES, MAX_JSON_DEPTH, MAX_MANIFEST_BYTES, MAX_README_BYTES
+
 DB_NAME = "registry.db"
 
 
 @dataclass(frozen=True)
-class Settings:
+class ServerSettings:
     """Where the registry keeps its data and the limits it enforces."""
 
     data_dir: Path
@@ -21,12 +24,12 @@ class Settings:
     storage_url: str = ""                  # "" means a folder in data_dir; file:///PATH or s3://BUCKET/PREFIX
     s3_endpoint: str = ""                  # "" means boto3's own (AWS_ENDPOINT_URL, else AWS itself)
     redirect_downloads: bool = False       # GET of a blob answers 307 to a presigned URL (s3:// only)
-    max_blob_size: int = 8 * GIB           # one uploaded file
-    max_manifest_size: int = 4 * MIB       # one manifest.json body
+    max_blob_size: int = MAX_BLOB_BYTES    # one uploaded file
+    max_manifest_size: int = MAX_MANIFEST_BYTES   # one manifest.json body
     validate_timeout: float = 60.0         # seconds of wall clock for the model-reading worker
     validate_memory: int = 2 * GIB         # address space (RLIMIT_AS) of that worker
-    max_readme_size: int = 1 * MIB         # README bytes rendered on the model card
-    max_json_depth: int = 32               # nesting of any JSON body
+    max_readme_size: int = MAX_README_BYTES       # README bytes rendered on the model card
+    max_json_depth: int = MAX_JSON_DEPTH   # nesting of any JSON body
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser().resolve())

@@ -203,7 +203,7 @@ class Registry:
 
     def add_user(self, name: str) -> str:
         """Create `name` if needed and return a new API token for it (same database as the server)."""
-        from registry_server.auth import add_user
+        from registry_server.services.auth import add_user
 
         return add_user(self.database_url, name)
 
@@ -214,7 +214,7 @@ class Registry:
 
     def publish(self, folder: Path, token: str) -> httpx.Response:
         """Publish a package folder with raw protocol calls; the manifest PUT's response."""
-        from nnpm.pack import build
+        from nnpm.author.pack import build
 
         built = build(folder)
         manifest = built.manifest
@@ -234,7 +234,7 @@ class Registry:
         from sqlalchemy import create_engine, text
         from sqlalchemy.pool import NullPool
 
-        from registry_server.db import engine_url
+        from registry_server.db.engine import engine_url
 
         engine = create_engine(engine_url(self.database_url), poolclass=NullPool)
         try:

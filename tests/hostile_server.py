@@ -1,7 +1,7 @@
 """A registry that lies about blobs, for the install fault tests.
 
 Packuments and version answers are correct (made from packages built with
-`nnpm.pack.build`); blob GETs misbehave according to `mode`, which a test may change
+`nnpm.author.pack.build`); blob GETs misbehave according to `mode`, which a test may change
 between installs:
 
     ok                     honest: 200, or 206 for `Range: bytes=N-` (If-Range honoured)
@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from nnpm.manifest import Manifest
+from nnpm.format.manifest import Manifest
 
 EXTRA = 1000
 SLICE = 64 * 1024

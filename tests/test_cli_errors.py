@@ -8,9 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 import modelkit as mk
+import pytest
 
 
 def nnpm(*args: str | Path, cwd: Path, home: Path) -> subprocess.CompletedProcess:

@@ -11,9 +11,16 @@ import httpx
 import pytest
 
 from nnpm import errors as E
-from nnpm.client import RegistryClient
-from nnpm.httperrors import (LOCAL_CODES, REQUEST_ERRORS, SERVER_CODES, STATUS_CLASSES,
-                         error_for_request_error, error_for_response)
+from nnpm.client.api import RegistryClient
+from nnpm.client.httperrors import (
+    LOCAL_CODES,
+    REQUEST_ERRORS,
+    SERVER_CODES,
+    STATUS_CLASSES,
+    error_for_request_error,
+    error_for_response,
+)
+from nnpm.format.packument import Packument
 from nnpm.hashing import CHUNK
 
 URL = "http://registry.test"
@@ -52,7 +59,8 @@ def test_every_error_code_maps_back_as_intended(cls: type[E.NnpmError]) -> None:
     err = error_for_response(418, httpx.Headers({"X-Error-Code": cls.code}),
                              json.dumps({"error": cls.code, "detail": "it went wrong"}).encode(), URL)
     if cls.code in SERVER_CODES:
-        assert type(err) is cls
+        assert type(err) is E.error_for_code(cls.code)   # AuthError's code names its 401 leaf
+        assert isinstance(err, cls) or issubclass(cls, E.AuthError)
         assert err.message == "it went wrong"
     else:  # a server cannot claim a client-side state; the status decides
         assert type(err) is E.RegistryError
@@ -61,14 +69,15 @@ def test_every_error_code_maps_back_as_intended(cls: type[E.NnpmError]) -> None:
 
 def test_every_httpx_request_error_is_mapped_explicitly() -> None:
     for cls in _subclasses(httpx.RequestError) | {httpx.RequestError}:
-        assert cls in REQUEST_ERRORS, f"{cls.__name__} has no entry in nnpm.httperrors.REQUEST_ERRORS"
+        assert cls in REQUEST_ERRORS, f"{cls.__name__} has no entry in nnpm.client.httperrors.REQUEST_ERRORS"
         err = error_for_request_error(cls("boom"), URL)
         assert type(err) is E.RegistryError
         assert URL in err.message and err.hint
 
 
-@pytest.mark.parametrize("status,cls", [(401, E.AuthError), (403, E.AuthError), (404, E.NotFoundError),
-                                        (409, E.ConflictError), (413, E.TooLargeError), (400, E.RegistryError),
+@pytest.mark.parametrize("status,cls", [(401, E.UnauthenticatedError), (403, E.ForbiddenError),
+                                        (404, E.NotFoundError), (409, E.ConflictError), (413, E.TooLargeError),
+                                        (429, E.BusyError), (400, E.RegistryError),
                                         (418, E.RegistryError), (502, E.RegistryError)])
 def test_status_decides_when_there_is_no_code(status: int, cls: type) -> None:
     err = error_for_response(status, httpx.Headers(), b"", URL)
@@ -96,9 +105,10 @@ def test_manifest_error_from_server_is_a_manifest_error() -> None:
             c.whoami()
 
 
-def test_403_is_auth_error_with_owner_hint() -> None:
-    with _client(_error(403, "unauthorized", "alice does not own resnet18")) as c:
-        with pytest.raises(E.AuthError) as info:
+@pytest.mark.parametrize("code", ["forbidden", "unauthorized"])  # "unauthorized": a server before 403 had a code
+def test_403_is_forbidden_with_owner_hint(code: str) -> None:
+    with _client(_error(403, code, "alice does not own resnet18")) as c:
+        with pytest.raises(E.ForbiddenError) as info:
             c.yank("resnet18", "1.0.0", "broken")
     assert info.value.status == 403 and "owner" in info.value.hint
 
@@ -141,7 +151,7 @@ def test_malformed_json_answer_is_registry_error() -> None:
 
 
 def test_oversized_answer_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("nnpm.client.MAX_JSON", 1000)
+    monkeypatch.setattr("nnpm.client.api.MAX_JSON", 1000)
     with _client(lambda r: httpx.Response(200, content=b"[" + b"1," * 2000 + b"1]")) as c:
         with pytest.raises(E.RegistryError, match="more than 1000 bytes"):
             c.health()
@@ -192,8 +202,9 @@ def test_packument_etag_cache_revalidates_and_serves_304(tmp_path: Path) -> None
         return httpx.Response(200, json=body, headers={"ETag": '"v1"'})
 
     with _client(handler, cache_dir=tmp_path) as c:
-        assert c.packument("ResNet18") == body
-        assert c.packument("resnet18") == body
+        first, second = c.packument("ResNet18"), c.packument("resnet18")
+    assert first == second == Packument.from_dict(body)
+    assert [str(r.version) for r in second.releases] == ["1.0.0"]
     assert "if-none-match" not in seen[0].headers
     assert seen[1].headers["if-none-match"] == '"v1"'
     assert seen[0].url.path == "/api/v1/packages/resnet18"
@@ -226,7 +237,7 @@ def test_corrupt_cache_is_ignored(tmp_path: Path) -> None:
                  cache_dir=tmp_path) as c:
         c.packument("x")
         next(tmp_path.rglob("x.json")).write_text("{not json")
-        assert c.packument("x") == {"name": "x", "versions": []}
+        assert c.packument("x") == Packument("x", ())
 
 
 def test_invalid_name_never_reaches_the_server() -> None:
@@ -380,7 +391,8 @@ def test_calls_use_the_protocol_paths_and_bodies() -> None:
 
 
 def test_put_manifest_returns_status_and_sends_canonical_json() -> None:
-    from nnpm.manifest import FileEntry, Manifest, project_from_dict
+    from nnpm.format.manifest import FileEntry, Manifest
+    from nnpm.format.project import project_from_dict
 
     project = project_from_dict({"package": {"name": "p", "version": "1.0"},
                                  "pipeline": {"steps": ["a"]}, "dependencies": {"a": ">=1"}})

@@ -1,4 +1,4 @@
-"""nnpm.compose: `plan` checks how a pipeline's steps wire together and names both ports
+"""nnpm.runtime.compose: `plan` checks how a pipeline's steps wire together and names both ports
 when they do not fit; `fuse` makes one ONNX graph that computes what the steps compute
 when run one after another with plain onnxruntime.
 
@@ -17,10 +17,12 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
-from nnpm.compose import Port, Wiring, fuse, plan, signature
 from nnpm.errors import ManifestError, PipelineError
-from nnpm.manifest import PipelineSection, Signature, project_from_dict
-from nnpm.onnxinfo import signature_of
+from nnpm.format.manifest import Signature
+from nnpm.format.onnxinfo import signature_of
+from nnpm.format.project import PipelineSection, project_from_dict
+from nnpm.format.wiring import Port, Wiring, plan, signature
+from nnpm.runtime.compose import fuse
 
 F, I64 = TensorProto.FLOAT, TensorProto.INT64
 

@@ -11,15 +11,14 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-
-from tests.cli import one_error_line, run_nnpm
-
 from conftest import Registry, close_all, free_port, start_registry, write_small_package
 from hostile_server import assert_store_clean
-from nnpm.client import RegistryClient
-from nnpm.env import LOCK_NAME
-from nnpm.publish import publish
-from nnpm.store import Store
+
+from nnpm.author.publish import publish
+from nnpm.client.api import RegistryClient
+from nnpm.install.env import LOCK_NAME
+from nnpm.install.store import Store
+from tests.cli import one_error_line, run_nnpm
 
 EXAMPLES = ["resnet18", "digits", "imagenet-preprocess", "topk", "imagenet-classifier"]
 _BLOB_GET = re.compile(r'"GET /api/v1/blobs/sha256(?::|%3A)([0-9a-f]{64})')

@@ -12,11 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
-
 from hostile_server import HostileRegistry, assert_store_clean
 from modelkit import linear, package
-from nnpm.env import LOCK_NAME, Environment
-from nnpm.pack import build
+
+from nnpm.author.pack import build
+from nnpm.install.env import LOCK_NAME, Environment
 
 BIG = "crash-big"        # ~3.2 MB, so a slow server keeps the download going long enough to kill it
 BASE = "crash-base"      # installed first (1.0.0), upgraded to 2.0.0 by the install under test

@@ -11,16 +11,16 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from hostile_server import HostileRegistry, assert_store_clean
 from modelkit import linear, package
+
+from nnpm.author.pack import build
 from nnpm.config import Settings
-from nnpm.env import LOCK_NAME, Environment
 from nnpm.errors import IntegrityError, RegistryError
-from nnpm.fetch import ATTEMPTS
-from nnpm.install import Installer
-from nnpm.pack import build
-from nnpm.store import Store
+from nnpm.install.env import LOCK_NAME, Environment
+from nnpm.install.fetch import ATTEMPTS
+from nnpm.install.store import Store
+from nnpm.install.transaction import Installer
 
 BIG = "hostile-net"      # ~3.2 MB model: large enough to be cut mid-file after a 1 MB chunk
 BASE = "hostile-base"    # a few hundred bytes, installed honestly before the faulty install
@@ -188,7 +188,7 @@ def test_corrupt_partial_never_reaches_the_store(packages, server, home):
 
 
 def test_stalled_registry_times_out_with_a_registry_error(packages, server, home):
-    from nnpm.client import RegistryClient
+    from nnpm.client.api import RegistryClient
 
     before = _with_base(home, server)
     server.mode = "stall"

@@ -21,9 +21,17 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from nnpm.errors import ManifestError
-from nnpm.manifest import (FORMAT, FileEntry, Manifest, ModelSection, OutputInfo, PipelineSection, Project,
-                           Signature, TensorSpec, canonical_name, check_relpath, is_digest, load_project,
-                           parse_specifier, parse_version, project_from_dict, project_to_dict)
+from nnpm.format.fields import canonical_name, check_relpath, is_digest, parse_specifier, parse_version
+from nnpm.format.manifest import FORMAT, FileEntry, Manifest, Signature, TensorSpec
+from nnpm.format.project import (
+    ModelSection,
+    OutputInfo,
+    PipelineSection,
+    Project,
+    load_project,
+    project_from_dict,
+    project_to_dict,
+)
 
 PKG = '[package]\nname = "demo"\nversion = "1.0.0"\n'
 MODEL = '[model]\nfile = "model.onnx"\n'

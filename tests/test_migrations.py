@@ -19,10 +19,16 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
 from nnpm.errors import ConfigError
-from registry_server.auth import issue_token, user_for_token
-from registry_server.db import Base, Package, User, Version, make_engine, migrate
-from registry_server.migrations import INITIAL_REVISION, INITIAL_TABLES, alembic_config, current_revision, \
-    head_revision
+from registry_server.db.engine import make_engine, migrate
+from registry_server.db.migrations import (
+    INITIAL_REVISION,
+    INITIAL_TABLES,
+    alembic_config,
+    current_revision,
+    head_revision,
+)
+from registry_server.db.tables import Base, Package, Release, User
+from registry_server.services.auth import issue_token, user_for_token
 
 ROOT = Path(__file__).resolve().parents[1]
 BACKENDS = ["sqlite", "postgresql"]
@@ -83,7 +89,7 @@ def fill_some_rows(url: str) -> str:
             pkg = Package(name="kept")
             session.add(pkg)
             session.flush()
-            session.add(Version(package_id=pkg.id, version="1.0", version_key="1", manifest_json="{}",
+            session.add(Release(package_id=pkg.id, version="1.0", version_key="1", manifest_json="{}",
                                 manifest_sha256="0" * 64, description="d", tags="t"))
             session.commit()
     finally:
@@ -96,7 +102,7 @@ def assert_rows_kept(url: str, token: str) -> None:
     try:
         with Session(engine) as session:
             assert user_for_token(session, token).name == "alice"
-            (row,) = session.scalars(select(Version).join(Package).where(Package.name == "kept")).all()
+            (row,) = session.scalars(select(Release).join(Package).where(Package.name == "kept")).all()
             assert (row.version, row.manifest_json, row.yanked) == ("1.0", "{}", False)
     finally:
         engine.dispose()
@@ -217,8 +223,8 @@ def test_a_registry_server_adopts_its_pre_migration_sqlite_database(registry_fac
 
 MIGRATE_AT = textwrap.dedent("""
     import sys, time
-    from registry_server.db import make_engine
-    from registry_server.migrations import current_revision
+    from registry_server.db.engine import make_engine
+    from registry_server.db.migrations import current_revision
     url, start_at = sys.argv[1], float(sys.argv[2])
     time.sleep(max(0.0, start_at - time.time()))
     engine = make_engine(url)
@@ -246,7 +252,7 @@ def test_the_alembic_command_line_runs_without_an_ini_file(tmp_path: Path) -> No
     url = f"sqlite:///{tmp_path / 'cli.db'}"
 
     def run(*args: str) -> str:
-        proc = subprocess.run([sys.executable, "-m", "registry_server.migrations", "--database-url", url, *args],
+        proc = subprocess.run([sys.executable, "-m", "registry_server.db.migrations", "--database-url", url, *args],
                               cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
         assert proc.returncode == 0, proc.stderr
         return proc.stdout

@@ -24,7 +24,7 @@ PACKAGES = ["digits", "digits-preprocess"]
 def home(examples_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh NNPM_HOME whose default environment holds digits and digits-preprocess."""
     from nnpm.config import load_settings
-    from nnpm.install import Installer
+    from nnpm.install.transaction import Installer
 
     home = tmp_path / "home"
     monkeypatch.setenv("NNPM_HOME", str(home))
@@ -36,7 +36,7 @@ def home(examples_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 
 
 def installed_path(name: str) -> Path:
-    from nnpm.env import open_env
+    from nnpm.install.env import open_env
 
     return open_env().get(name).path
 

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import os
 
+import modelkit as mk
 import onnx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import modelkit as mk
-from nnpm import onnxinfo
 from nnpm.errors import ModelError, NnpmError, PackageSafetyError
-from nnpm.manifest import TensorSpec
-from nnpm.onnxinfo import read_model
-
+from nnpm.format import onnxinfo
+from nnpm.format.manifest import TensorSpec
+from nnpm.format.onnxinfo import read_model
 
 # ---------------------------------------------------------------- signature, opsets, params
 

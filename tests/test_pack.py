@@ -9,15 +9,16 @@ import tarfile
 import tomllib
 from pathlib import Path
 
+import modelkit as mk
 import pytest
 
-import modelkit as mk
-from nnpm.archive import extract, read_manifest
+from nnpm.author.init import init_package, starter_toml
+from nnpm.author.pack import build, default_archive_name, pack
 from nnpm.errors import IntegrityError, ManifestError, ModelError, PackageSafetyError
+from nnpm.format.archive import extract, read_manifest
+from nnpm.format.manifest import MANIFEST_NAME, Manifest
+from nnpm.format.project import project_from_dict
 from nnpm.hashing import file_digest
-from nnpm.init import init_package, starter_toml
-from nnpm.manifest import MANIFEST_NAME, Manifest, project_from_dict
-from nnpm.pack import build, default_archive_name, pack
 
 FILES = {"labels.txt": b"cat\ndog\nbird\n", "README.md": b"# demo\n", "assets/notes.txt": b"notes\n",
          "assets/z/deep.txt": b"deep\n"}

@@ -45,7 +45,7 @@ def example_pkgs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
 
 def install(home: Path, folders: list[Path]) -> None:
     from nnpm.config import load_settings
-    from nnpm.install import Installer
+    from nnpm.install.transaction import Installer
 
     assert os.environ["NNPM_HOME"] == str(home)
     Installer(load_settings(), progress=False).install([str(f) for f in folders])
@@ -73,7 +73,7 @@ def own_home(example_pkgs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
 
 def env():
-    from nnpm.env import open_env
+    from nnpm.install.env import open_env
 
     return open_env()
 
@@ -82,7 +82,7 @@ def stepwise(name: str):
     """The pipeline run step by step (fuse=False), through nnpm.load when it passes fuse on."""
     if "fuse" in inspect.signature(nnpm.load).parameters:
         return nnpm.load(name, fuse=False)
-    from nnpm.pipeline import load_pipeline
+    from nnpm.runtime.pipeline import load_pipeline
 
     e = env()
     return load_pipeline(e.get(name), e, fuse=False)
@@ -198,7 +198,7 @@ def test_pipeline_folder_loads_like_the_installed_pipeline(home: Path, example_p
 # ---------------------------------------------------------------- the fused-graph cache
 
 def test_fused_graph_is_cached_and_reused(home: Path) -> None:
-    from nnpm.pipeline import fused_path
+    from nnpm.runtime.pipeline import fused_path
 
     nnpm.load("imagenet-classifier")
     e = env()

@@ -13,15 +13,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-from tests.concurrency import at_once
 from conftest import Registry, start_registry, write_small_package
 from pgserver import postgres_server, postgres_url  # noqa: F401  (fixtures)
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
-from registry_server.auth import add_user
-from registry_server.db import engine_url
+from registry_server.db.engine import engine_url
+from registry_server.services.auth import add_user
+from tests.concurrency import at_once
 
 # -- fixtures and helpers ----------------------------------------------------------------------------
 
@@ -70,7 +69,7 @@ def package(tmp_path: Path, name: str, version: str = "1.0.0", weights=(1.0, 2.0
 
 def upload_blobs(reg: Registry, token: str, folder: Path) -> bytes:
     """PUT every file of the package; its canonical manifest bytes."""
-    from nnpm.pack import build
+    from nnpm.author.pack import build
 
     built = build(folder)
     with reg.client(token) as c:
@@ -101,7 +100,7 @@ def test_publish_read_yank_owners_and_search_on_postgres(servers, pg_database: s
     assert reg.publish(folder, alice).status_code == 200  # identical retry
     other = package(tmp_path, "pg-tiny", "1.0", weights=(9.0, 9.0, 9.0))
     assert error_code(reg.publish(other, alice)) == (409, "conflict")  # 1.0 is 1.0.0, other bytes
-    assert error_code(reg.publish(later, bob)) == (403, "unauthorized")
+    assert error_code(reg.publish(later, bob)) == (403, "forbidden")
     assert error_code(reg.publish(folder, "nnpm_not-a-token")) == (401, "unauthorized")
 
     with reg.client() as c:
@@ -116,8 +115,8 @@ def test_publish_read_yank_owners_and_search_on_postgres(servers, pg_database: s
         assert error_code(c.post("/api/v1/packages/pg-tiny/1.0.0/yank", json={"reason": "x"})) == (401, "unauthorized")
 
     with reg.client(bob) as c:
-        assert error_code(c.post("/api/v1/packages/pg-tiny/1.0.0/yank", json={"reason": "x"})) == (403, "unauthorized")
-        assert error_code(c.put("/api/v1/packages/pg-tiny/owners/bob")) == (403, "unauthorized")
+        assert error_code(c.post("/api/v1/packages/pg-tiny/1.0.0/yank", json={"reason": "x"})) == (403, "forbidden")
+        assert error_code(c.put("/api/v1/packages/pg-tiny/owners/bob")) == (403, "forbidden")
     with reg.client(alice) as c:
         yanked = c.post("/api/v1/packages/pg-tiny/1.0.0/yank", json={"reason": "wrong\x00weights"}).json()
         assert yanked["yanked"] is True and yanked["yanked_reason"] == "wrongweights"  # no NUL in PG text
@@ -298,7 +297,7 @@ class _Store:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def engine(request: pytest.FixtureRequest, tmp_path: Path):
-    from registry_server.db import make_engine
+    from registry_server.db.engine import make_engine
 
     url = f"sqlite:///{tmp_path / 'registry.db'}" if request.param == "sqlite" else \
         request.getfixturevalue("postgres_url")
@@ -312,13 +311,13 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path):
 def test_publishers_racing_past_every_check_settle_like_sequential_ones(
         engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str) -> None:
     """Both pass the front door (no package yet), wait for each other, then commit at once."""
-    import registry_server.publish as pub
+    import registry_server.services.publish as pub
+    from nnpm.author.pack import build
     from nnpm.errors import NnpmError
-    from nnpm.pack import build
-    from registry_server import validate
-    from registry_server.auth import get_or_create_user
-    from registry_server.db import session_factory
-    from registry_server.settings import Settings
+    from registry_server.db.engine import session_factory
+    from registry_server.services import validate
+    from registry_server.services.auth import get_or_create_user
+    from registry_server.settings import ServerSettings
 
     sessions = session_factory(engine)
     with sessions() as s:
@@ -327,7 +326,7 @@ def test_publishers_racing_past_every_check_settle_like_sequential_ones(
     manifests = [build(package(tmp_path, "race", "1.0.0")).manifest,
                  build(package(tmp_path, "race", second_version,
                                weights=(5.0, 5.0, 5.0) if "other bytes" in case else (1.0, 2.0, 3.0))).manifest]
-    store, settings = _Store(*manifests), Settings(data_dir=tmp_path / "data")
+    store, settings = _Store(*manifests), ServerSettings(data_dir=tmp_path / "data")
     both_checked = threading.Barrier(2)
     real_check_blobs = pub.check_blobs
 
@@ -346,7 +345,7 @@ def test_publishers_racing_past_every_check_settle_like_sequential_ones(
                 status, row = pub.publish(session, store, settings, user, "race", str(m.version), m.to_json())
                 return status, row.version
             except NnpmError as exc:  # what the API would answer with
-                return getattr(exc, "status", None), type(exc).__name__
+                return exc.response_status(), type(exc).__name__
 
     results = at_once(lambda: attempt(0), lambda: attempt(1))
     statuses = sorted(status for status, _ in results)
@@ -364,7 +363,7 @@ def test_publishers_racing_past_every_check_settle_like_sequential_ones(
 
 def test_the_registry_reads_committed_even_where_the_database_defaults_to_serializable(
         postgres_url: str) -> None:  # noqa: F811
-    from registry_server.db import make_engine
+    from registry_server.db.engine import make_engine
 
     admin = create_engine(postgres_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:

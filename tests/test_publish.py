@@ -17,10 +17,10 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from nnpm import errors as E
-from nnpm.client import RegistryClient
-from nnpm.manifest import Manifest
-from nnpm.pack import pack
-from nnpm.publish import publish, upload
+from nnpm.author.pack import pack
+from nnpm.author.publish import publish, upload
+from nnpm.client.api import RegistryClient
+from nnpm.format.manifest import Manifest
 
 URL = "http://registry.test"
 TOKEN = "nnpm_publish-test-token"
@@ -178,7 +178,7 @@ def test_archive_with_an_unlisted_member_is_refused(tmp_path: Path, fake: FakeRe
 
 
 def test_file_changed_after_hashing_is_refused_and_not_committed(tmp_path: Path, fake: FakeRegistry) -> None:
-    from nnpm.pack import build
+    from nnpm.author.pack import build
 
     built = build(make_package(tmp_path / "tiny"))
     (tmp_path / "tiny" / "labels.txt").write_text("c\nd\n")
@@ -231,7 +231,7 @@ def test_progress_reports_every_byte(tmp_path: Path, fake: FakeRegistry, monkeyp
     def fake_progress(total: int, enabled=None, **kw):
         yield Recorder()
 
-    monkeypatch.setattr("nnpm.publish.transfer_progress", fake_progress)
+    monkeypatch.setattr("nnpm.author.publish.transfer_progress", fake_progress)
     folder = make_package(tmp_path / "tiny", n=300_000)
     with fake.client() as c:
         result = publish(folder, c, progress=True)
@@ -337,8 +337,8 @@ def test_real_publish_folder_then_same_again(shared_registry, tmp_path: Path) ->
     assert first.created and len(first.uploaded) == 3 and first.bytes_sent == first.manifest.total_size
     assert not second.created and second.uploaded == () and len(second.skipped) == 3
     assert second.bytes_sent == 0
-    assert packument["latest"] == "1.0.0"
-    assert Manifest.from_dict(packument["versions"][0]["manifest"]) == first.manifest
+    assert str(packument.latest.version) == "1.0.0"
+    assert packument.releases[0].manifest == first.manifest
 
 
 def test_real_publish_example_package_and_download_it_back(shared_registry, examples_dir: Path) -> None:
@@ -367,7 +367,7 @@ def test_real_publish_archive(shared_registry, tmp_path: Path) -> None:
 
 
 def test_real_tampered_archive_uploads_nothing(shared_registry, tmp_path: Path) -> None:
-    from nnpm.archive import read_manifest
+    from nnpm.format.archive import read_manifest
 
     token = shared_registry.add_user("alice")
     _, archive, _ = pack(make_package(tmp_path / "p", name="tampered"))

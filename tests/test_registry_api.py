@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from nnpm import errors as E
-from nnpm.manifest import Manifest
+from nnpm.format.manifest import Manifest
 
 EXAMPLE_ORDER = ["resnet18", "digits", "digits-preprocess", "imagenet-preprocess", "topk",
                  "digits-classifier", "imagenet-classifier"]
@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # -- helpers -----------------------------------------------------------------------------------------
 
 def built(folder: Path):
-    from nnpm.pack import build
+    from nnpm.author.pack import build
 
     return build(folder)
 
@@ -59,10 +59,11 @@ def put_manifest(reg, token: str | None, name: str, version: str, body: bytes | 
 
 
 def assert_error(r: httpx.Response, status: int, code: str, *words: str) -> dict:
-    """The one error shape: status, JSON {"error", "detail"}, X-Error-Code; detail mentions `words`."""
+    """The one error shape: status, JSON {"error", "detail", "hint", "fields"}, X-Error-Code; detail mentions `words`."""
     assert r.status_code == status, (r.status_code, r.text)
     body = r.json()
-    assert set(body) == {"error", "detail"}, body
+    assert set(body) == {"error", "detail", "hint", "fields"}, body
+    assert isinstance(body["fields"], dict) and (body["hint"] is None or isinstance(body["hint"], str)), body
     assert body["error"] == code and r.headers["x-error-code"] == code, body
     for w in words:
         assert w.lower() in body["detail"].lower(), (w, body)
@@ -202,10 +203,10 @@ def test_another_users_package_is_403_until_an_owner_adds_them(registry, small_p
     alice, bob = registry.add_user("alice"), registry.add_user("bob")
     assert registry.publish(small_package("tiny", "1.0.0"), alice).status_code == 201
     r = registry.publish(small_package("tiny", "1.1.0", weights=(4.0, 5.0, 6.0)), bob)
-    assert_error(r, 403, "unauthorized", "bob", "owner")
+    assert_error(r, 403, "forbidden", "bob", "owner")
     with registry.client(bob) as c:
-        assert_error(c.post("/api/v1/packages/tiny/1.0.0/yank", json={"reason": "mine"}), 403, "unauthorized")
-        assert_error(c.put("/api/v1/packages/tiny/owners/bob"), 403, "unauthorized")
+        assert_error(c.post("/api/v1/packages/tiny/1.0.0/yank", json={"reason": "mine"}), 403, "forbidden")
+        assert_error(c.put("/api/v1/packages/tiny/owners/bob"), 403, "forbidden")
     with registry.client(alice) as c:
         assert_error(c.put("/api/v1/packages/tiny/owners/carol"), 404, "not_found", "carol")
         assert c.put("/api/v1/packages/tiny/owners/bob").json() == {"owners": ["alice", "bob"]}
@@ -348,7 +349,7 @@ def _external_escape(tmp_path: Path) -> tuple[bytes, dict]:
     import onnx
     from onnx import TensorProto, helper
 
-    from nnpm.onnxinfo import signature_of
+    from nnpm.format.onnxinfo import signature_of
 
     w = helper.make_tensor("W", TensorProto.FLOAT, [3], [1.0, 2.0, 3.0])
     graph = helper.make_graph([helper.make_node("Add", ["X", "W"], ["Y"])], "g",
@@ -635,20 +636,14 @@ def test_search_by_name_description_and_tag_case_insensitive(registry, small_pac
 # -- the error map and the CLI ------------------------------------------------------------------------------
 
 def test_every_nnpm_error_class_has_a_4xx_status() -> None:
-    from registry_server.errors import status_for
-
-    def subclasses(cls):
-        for sub in cls.__subclasses__():
-            yield sub
-            yield from subclasses(sub)
-
-    for cls in subclasses(E.NnpmError):
+    for cls in E.all_error_classes():
         exc = cls.__new__(cls)
         Exception.__init__(exc, "x")
-        status = status_for(exc)
+        status = exc.response_status()
         assert 400 <= status < 500 or cls is E.RegistryError, (cls, status)
-    assert status_for(E.AuthError("x", status=403)) == 403
-    assert status_for(E.ModelError("x")) == 422 and status_for(E.ManifestError("x")) == 400
+    assert E.ForbiddenError("x").response_status() == 403 and E.UnauthenticatedError("x").response_status() == 401
+    assert E.ModelError("x").response_status() == 422 and E.ManifestError("x").response_status() == 400
+    assert E.ManifestError("x", status=422).response_status() == 422
 
 
 def test_cli_user_add_prints_a_token_on_the_last_line_and_serve_runs(tmp_path: Path) -> None:

@@ -22,10 +22,10 @@ MAX_EXAMPLES = int(os.environ.get("NNPM_FUZZ_EXAMPLES", "30"))  # raise it for a
 def _operation_labels() -> list[str]:
     """'METHOD /path' for every operation, read from an in-process app at collection time."""
     from registry_server.app import create_app
-    from registry_server.settings import Settings
+    from registry_server.settings import ServerSettings
 
     with tempfile.TemporaryDirectory() as tmp:
-        doc = create_app(Settings(data_dir=tmp)).openapi()
+        doc = create_app(ServerSettings(data_dir=tmp)).openapi()
     return [f"{method.upper()} {path}" for path, item in doc["paths"].items() for method in item]
 
 

@@ -16,16 +16,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-from tests.concurrency import at_once
 from conftest import Registry, write_small_package
 
-from nnpm.client import RegistryClient
+from nnpm.author.pack import build
+from nnpm.author.publish import publish, upload
+from nnpm.client.api import RegistryClient
 from nnpm.errors import RegistryError
-from nnpm.manifest import Manifest
-from nnpm.pack import build
-from nnpm.publish import publish, upload
+from nnpm.format.manifest import Manifest
 from tests.cli import run_nnpm
+from tests.concurrency import at_once
 
 pytestmark = pytest.mark.registry_backends("postgres-s3")
 

@@ -1,4 +1,4 @@
-"""Tests for nnpm.resolve: data-driven cases from tests/data/resolver_cases.json plus properties."""
+"""Tests for nnpm.install.resolve: data-driven cases from tests/data/resolver_cases.json plus properties."""
 
 from __future__ import annotations
 
@@ -11,22 +11,29 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 from nnpm.errors import ResolutionError
-from nnpm.resolve import Candidate, explain_order, resolve
+from nnpm.format.packument import Packument, Release
+from nnpm.install.resolve import Candidate, explain_order, resolve
 
 DATA = json.loads((Path(__file__).parent / "data" / "resolver_cases.json").read_text())
 
 
-def packuments(index: dict) -> dict[str, dict]:
+def packuments(index: dict) -> dict[str, Packument]:
     """Turn the compact test index (name -> version -> {deps, yanked}) into registry packuments."""
     out = {}
     for name, versions in index.items():
-        out[canonicalize_name(name)] = {"name": name, "versions": [
+        out[canonicalize_name(name)] = Packument.from_dict({"name": name, "versions": [
             {"version": v, "yanked": bool(info.get("yanked")), "yanked_reason": None,
              "manifest": {"name": name, "version": v, "dependencies": dict(info.get("deps", {}))}}
-            for v, info in versions.items()]}
+            for v, info in versions.items()]})
     return out
+
+
+def release(name: str, version: str, deps: dict | None = None, yanked: bool = False) -> Release:
+    """A release whose manifest holds only its dependencies (all the resolver reads)."""
+    return Release(name, Version(version), {"dependencies": deps or {}}, yanked)
 
 
 class Registry:
@@ -36,7 +43,7 @@ class Registry:
         self.packuments = packuments(index)
         self.calls: Counter[str] = Counter()
 
-    def __call__(self, name: str) -> dict | None:
+    def __call__(self, name: str) -> Packument | None:
         self.calls[name] += 1
         return self.packuments.get(name)
 
@@ -90,9 +97,8 @@ def test_requirement_objects_accepted() -> None:
 
 
 def test_candidate_equality_ignores_manifest() -> None:
-    from packaging.version import Version
-    a = Candidate("x", Version("1.0"), {"a": 1})
-    b = Candidate("x", Version("1.0.0"), {"b": 2}, yanked=True)
+    a = Candidate("x", Version("1.0"), release("x", "1.0", {"a": ""}))
+    b = Candidate("x", Version("1.0.0"), release("x", "1.0.0", {"b": ""}, yanked=True))
     assert a == b and hash(a) == hash(b) and len({a, b}) == 1
 
 
@@ -106,9 +112,8 @@ def test_explain_order_puts_dependencies_first() -> None:
 
 
 def test_explain_order_reports_cycle() -> None:
-    from packaging.version import Version
-    a = Candidate("a", Version("1"), {"dependencies": {"b": ""}})
-    b = Candidate("b", Version("2"), {"dependencies": {"A": ">=1"}})
+    a = Candidate("a", Version("1"), release("a", "1", {"b": ""}))
+    b = Candidate("b", Version("2"), release("b", "2", {"A": ">=1"}))
     with pytest.raises(ResolutionError, match="dependency cycle: a 1 -> b 2 -> a 1"):
         explain_order({"a": a, "b": b})
 
@@ -117,12 +122,12 @@ def test_packument_odd_entries_are_skipped() -> None:
     packument = {"name": "odd", "versions": [
         {"version": "not a version", "manifest": {}}, {"manifest": {}},
         {"version": "1.0.0", "manifest": {"dependencies": None}}, {"version": "1.0", "manifest": {}}]}
-    result = resolve(["odd"], lambda name: packument if name == "odd" else None)
+    result = resolve(["odd"], lambda name: Packument.from_dict(packument) if name == "odd" else None)
     assert str(result["odd"].version) == "1.0.0"
 
 
 def test_gives_up_after_max_rounds(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("nnpm.resolve.MAX_ROUNDS", 2)
+    monkeypatch.setattr("nnpm.install.resolve.MAX_ROUNDS", 2)
     with pytest.raises(ResolutionError, match="gave up resolving after 2 steps"):
         resolve(["app"], Registry(DATA["index"]))
 
@@ -131,7 +136,7 @@ def test_invalid_dependency_specifier_is_a_resolution_error() -> None:
     packument = {"name": "bad", "versions": [
         {"version": "1.0.0", "manifest": {"dependencies": {"x": ">>1"}}}]}
     with pytest.raises(ResolutionError, match="bad 1.0.0 has an invalid specifier"):
-        resolve(["bad"], lambda name: packument if name == "bad" else None)
+        resolve(["bad"], lambda name: Packument.from_dict(packument) if name == "bad" else None)
 
 
 # --- property test: random small indexes -------------------------------------------------------
@@ -178,7 +183,7 @@ def test_resolution_is_valid(index: dict, requirements: list[str], pre: bool) ->
     for raw in requirements:
         wants.append((raw[0], SpecifierSet(raw[1:])))
     for cand in result.values():
-        for dep, spec in cand.manifest["dependencies"].items():
+        for dep, spec in cand.release.manifest_data["dependencies"].items():
             wants.append((dep, SpecifierSet(spec)))
     for name, spec in wants:
         assert name in result, f"{name} missing from {result}"
@@ -193,5 +198,5 @@ def test_resolution_is_valid(index: dict, requirements: list[str], pre: bool) ->
             assert any(s.prereleases for s in specs), f"prerelease {cand} chosen without asking"
     order = explain_order(result)
     for cand in result.values():
-        for dep in cand.manifest["dependencies"]:
+        for dep in cand.release.manifest_data["dependencies"]:
             assert order.index(dep) < order.index(cand.name)

@@ -16,14 +16,15 @@ from onnx import TensorProto, helper
 import nnpm
 from examples import digits
 from nnpm.errors import InputError, ManifestError, RequirementError
-from nnpm.runtime import Model, NoLabelsError, load
+from nnpm.runtime.load import load
+from nnpm.runtime.model import Model, NoLabelsError
 
 MODELS = ["resnet18", "digits", "digits-preprocess", "imagenet-preprocess", "topk"]
 
 
 @pytest.fixture(scope="module")
 def archives(examples_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from nnpm.pack import pack
+    from nnpm.author.pack import pack
 
     outdir = tmp_path_factory.mktemp("archives")
     return {name: pack(examples_dir / name, outdir / f"{name}.nnpm")[1] for name in MODELS}
@@ -80,7 +81,7 @@ def test_archive_output_is_bit_identical_and_temp_folder_is_removed(
 
 
 def test_external_data_is_read_next_to_the_model(small_package, tmp_path: Path) -> None:
-    from nnpm.pack import pack
+    from nnpm.author.pack import pack
 
     folder = small_package(external_data=True)
     x = np.ones((2, 3), np.float32)
@@ -241,8 +242,8 @@ def test_missing_path_and_non_package_folder(tmp_path: Path) -> None:
 def test_unpacked_folder_with_manifest_json_is_hashed(examples_dir: Path, tmp_path: Path) -> None:
     import shutil
 
+    from nnpm.author.pack import build
     from nnpm.errors import IntegrityError
-    from nnpm.pack import build
 
     folder = tmp_path / "digits"
     shutil.copytree(examples_dir / "digits", folder)
@@ -282,10 +283,12 @@ def test_one_model_is_safe_to_call_from_many_threads(examples_dir: Path) -> None
     assert len(results) == 8
 
 
-def test_pipeline_folder_is_delegated_to_compose(examples_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    compose = pytest.importorskip("nnpm.compose")
+def test_pipeline_folder_is_delegated_to_the_pipeline_loader(examples_dir: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from nnpm.runtime import pipeline
+
     calls = []
-    monkeypatch.setattr(compose, "load_pipeline", lambda pkg, env, **kw: calls.append((pkg, env, kw)) or "fused")
+    monkeypatch.setattr(pipeline, "load_pipeline", lambda pkg, env, **kw: calls.append((pkg, env, kw)) or "fused")
     folder = examples_dir / "digits-classifier"
     assert load(folder, env="somewhere", providers=["CPUExecutionProvider"]) == "fused"
     (pkg, env, kw), = calls

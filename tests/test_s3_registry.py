@@ -17,13 +17,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from conftest import ROOT, Registry, _env, write_small_package
 from hostile_server import assert_store_clean
-from nnpm.client import RegistryClient
-from nnpm.errors import RegistryError
-from nnpm.store import Store
 from s3server import S3Bucket, S3Server, s3_bucket, s3_server  # noqa: F401 - fixtures
+
+from nnpm.client.api import RegistryClient
+from nnpm.errors import RegistryError
+from nnpm.install.store import Store
 from tests.cli import one_error_line, run_nnpm
 
 PREFIX = "nnpm/reg"

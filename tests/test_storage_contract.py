@@ -17,11 +17,13 @@ from pathlib import Path
 import anyio
 import httpx
 import pytest
+from s3server import S3Bucket, s3_bucket, s3_server  # noqa: F401 - fixtures
 
 from nnpm.errors import ConfigError, IntegrityError, NotFoundError
-from registry_server.settings import Settings
-from registry_server.storage import BlobStore, DirBlobStore, parse_storage_url, storage_from_settings
-from s3server import S3Bucket, s3_bucket, s3_server  # noqa: F401 - fixtures
+from registry_server.settings import ServerSettings
+from registry_server.storage import parse_storage_url, storage_from_settings
+from registry_server.storage.base import BlobStore
+from registry_server.storage.directory import DirBlobStore
 
 MIB = 1024 * 1024
 PREFIX = "reg/one"
@@ -44,7 +46,7 @@ def _dir_backend(tmp_path: Path) -> Backend:
 
 
 def _s3_backend(bucket: S3Bucket) -> Backend:
-    from registry_server.storage_s3 import S3BlobStore
+    from registry_server.storage.s3 import S3BlobStore
 
     store = S3BlobStore(bucket.name, PREFIX, endpoint_url=bucket.endpoint)
 
@@ -261,19 +263,19 @@ def test_sweep_drops_only_idle_leftovers(backend: Backend, tmp_path: Path) -> No
 # -- picking a store from the settings -----------------------------------------------------------
 
 def test_storage_url_picks_the_store(tmp_path: Path, s3_bucket: S3Bucket) -> None:
-    from registry_server.storage_s3 import S3BlobStore
+    from registry_server.storage.s3 import S3BlobStore
 
-    default = storage_from_settings(Settings(data_dir=tmp_path / "data"))
+    default = storage_from_settings(ServerSettings(data_dir=tmp_path / "data"))
     assert isinstance(default, DirBlobStore) and default.root == tmp_path / "data" / "blobs" / "sha256"
-    elsewhere = storage_from_settings(Settings(data_dir=tmp_path / "data", storage_url=f"file://{tmp_path}/b"))
+    elsewhere = storage_from_settings(ServerSettings(data_dir=tmp_path / "data", storage_url=f"file://{tmp_path}/b"))
     assert isinstance(elsewhere, DirBlobStore) and elsewhere.root == tmp_path / "b" / "blobs" / "sha256"
-    s3 = storage_from_settings(Settings(data_dir=tmp_path / "data", storage_url=s3_bucket.storage_url("a/b/"),
+    s3 = storage_from_settings(ServerSettings(data_dir=tmp_path / "data", storage_url=s3_bucket.storage_url("a/b/"),
                                         s3_endpoint=s3_bucket.endpoint, redirect_downloads=True))
     assert isinstance(s3, S3BlobStore) and (s3.bucket, s3.prefix) == (s3_bucket.name, "a/b")
     assert s3.key("ab" + "0" * 62) == "a/b/blobs/sha256/ab/ab" + "0" * 62
     s3.check()
     with pytest.raises(ConfigError, match="bucket"):
-        storage_from_settings(Settings(data_dir=tmp_path, storage_url="s3://no-such-bucket-here",
+        storage_from_settings(ServerSettings(data_dir=tmp_path, storage_url="s3://no-such-bucket-here",
                                        s3_endpoint=s3_bucket.endpoint)).check()
 
 
@@ -287,6 +289,6 @@ def test_bad_storage_urls_are_config_errors(url: str, match: str) -> None:
 
 def test_redirects_and_endpoint_need_s3(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="redirect"):
-        storage_from_settings(Settings(data_dir=tmp_path, redirect_downloads=True))
+        storage_from_settings(ServerSettings(data_dir=tmp_path, redirect_downloads=True))
     with pytest.raises(ConfigError, match="s3-endpoint"):
-        storage_from_settings(Settings(data_dir=tmp_path, s3_endpoint="http://127.0.0.1:9"))
+        storage_from_settings(ServerSettings(data_dir=tmp_path, s3_endpoint="http://127.0.0.1:9"))

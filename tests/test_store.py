@@ -12,17 +12,16 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from tests.cli import one_error_line, run_nnpm
-
 from hostile_server import HostileRegistry, assert_store_clean
 from modelkit import linear, package
+
+from nnpm.author.pack import build
 from nnpm.config import Settings
-from nnpm.env import LOCK_NAME, Environment
 from nnpm.errors import IntegrityError
-from nnpm.install import Installer
-from nnpm.pack import build
-from nnpm.store import Store
+from nnpm.install.env import LOCK_NAME, Environment
+from nnpm.install.store import Store
+from nnpm.install.transaction import Installer
+from tests.cli import one_error_line, run_nnpm
 
 
 def sha(data: bytes) -> str:

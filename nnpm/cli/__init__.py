@@ -1,7 +1,12 @@
-"""The `nnpm` command. Every NnpmError becomes one line and exit 1 here, and only here."""
+"""The `nnpm` command. Every NnpmError and OSError becomes one line and exit 1 here, and only here.
+
+One module per command or command group; each imports only typer at module level and
+does its work inside the command, so `nnpm --help` stays fast.
+"""
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import typer
@@ -17,6 +22,10 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
+# In the order `nnpm --help` lists them: author, publish, consume, run, look after.
+COMMAND_MODULES = ("init", "pack", "publish", "login", "yank", "owner", "install", "list", "info", "search",
+                   "run", "compose", "env", "cache", "registry")
+
 
 @app.callback()
 def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Show tracebacks and more detail.")) -> None:
@@ -24,14 +33,19 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Show trac
 
 
 def _register() -> None:
-    # Command modules import only typer at module level; heavy work is inside the commands.
-    from nnpm.cli import cache, compose, env, install, package, publish, registry, run
-
-    for module in (package, publish, install, env, cache, run, compose, registry):
-        module.register(app)
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"nnpm.cli.{name}").register(app)
 
 
 _register()
+
+
+def os_error_line(exc: OSError) -> str:
+    """One line for a file-system error: what failed, on which path, and what to check."""
+    reason = exc.strerror or type(exc).__name__
+    where = f": {exc.filename}" if exc.filename else ""
+    also = f" -> {exc.filename2}" if getattr(exc, "filename2", None) else ""
+    return f"{reason}{where}{also} (check the path, that its folders exist and are folders, and your permissions)"
 
 
 def main() -> None:
@@ -41,12 +55,18 @@ def main() -> None:
     try:
         app()
     except NnpmError as exc:
-        if state.verbose:
-            import traceback
-
-            traceback.print_exc()
-        print(f"error: {exc.one_line()}", file=sys.stderr)
-        sys.exit(1)
+        _fail(exc.one_line())
+    except OSError as exc:
+        _fail(os_error_line(exc))
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         sys.exit(130)
+
+
+def _fail(line: str) -> None:
+    if state.verbose:
+        import traceback
+
+        traceback.print_exc()
+    print(f"error: {line}", file=sys.stderr)
+    sys.exit(1)

@@ -9,8 +9,8 @@ cache_app = typer.Typer(help="Inspect and clean the local store.", no_args_is_he
 
 def _store_and_used():
     from nnpm.config import load_settings
-    from nnpm.env import env_names, open_env
-    from nnpm.store import Store
+    from nnpm.install.env import env_names, open_env
+    from nnpm.install.store import Store
 
     settings = load_settings()
     used = set()
@@ -24,7 +24,7 @@ def _store_and_used():
 @cache_app.command("info")
 def info() -> None:
     """Where the store is, how many blobs and bytes it holds, how many are in use."""
-    from nnpm.cli.show import human_size
+    from nnpm.cli.output import human_size
 
     settings, store, used = _store_and_used()
     count, size = store.usage()
@@ -48,7 +48,7 @@ def verify() -> None:
 @cache_app.command("clean")
 def clean(corrupt: bool = typer.Option(False, "--corrupt", help="Remove only blobs that fail verification.")) -> None:
     """Remove blobs no environment uses (and unfinished downloads)."""
-    from nnpm.cli.show import human_size
+    from nnpm.cli.output import human_size
 
     _, store, used = _store_and_used()
     keep = {d for d, _ in store.blobs()} - set(store.verify()) if corrupt else used

@@ -13,24 +13,22 @@ def compose(
     env: str = typer.Option(None, "--env", "-e", help="Environment (default: NNPM_ENV or 'default')."),
 ) -> None:
     """Fuse an installed pipeline's steps into one ONNX graph and write it."""
-    import os
-
     import onnx
 
-    from nnpm.cli.show import console, signature_table
-    from nnpm.env import open_env
+    from nnpm.cli.output import console, signature_table
     from nnpm.errors import PipelineError
-    from nnpm.pipeline import fused_proto, wiring_of
-    from nnpm.compose import signature
+    from nnpm.format.wiring import signature
+    from nnpm.fsutil import atomic_path
+    from nnpm.install.env import open_env
+    from nnpm.runtime.pipeline import fused_proto, wiring_of
 
     e = open_env(env)
     pkg = e.get(name)
     if pkg.manifest.project.pipeline is None:
         raise PipelineError(f"{pkg.name} is a model, not a pipeline", hint="its graph is " + str(pkg.path / pkg.manifest.project.model.file))
     proto = fused_proto(pkg, e)
-    tmp = out.with_name(f".{out.name}.tmp")
-    onnx.save(proto, str(tmp))
-    os.replace(tmp, out)
+    with atomic_path(out) as tmp:
+        onnx.save(proto, str(tmp))
     wiring, sigs = wiring_of(pkg, e)
     c = console()
     c.print(f"wrote {out} ({' -> '.join(wiring.order)}, {len(proto.graph.node)} nodes)")

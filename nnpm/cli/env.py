@@ -11,7 +11,7 @@ env_app = typer.Typer(help="Manage environments.", no_args_is_help=True)
 def list_envs() -> None:
     """List environments and how many packages each holds."""
     from nnpm.config import load_settings
-    from nnpm.env import env_names, open_env
+    from nnpm.install.env import env_names, open_env
 
     settings = load_settings()
     for name in env_names(settings):
@@ -23,8 +23,9 @@ def list_envs() -> None:
 @env_app.command("create")
 def create(name: str = typer.Argument(..., help="Environment name.")) -> None:
     """Create an empty environment."""
-    from nnpm.env import Lock, open_env
     from nnpm.errors import EnvError
+    from nnpm.install.env import open_env
+    from nnpm.install.lockfile import Lock
 
     env = open_env(name)
     if env.exists():
@@ -37,10 +38,9 @@ def create(name: str = typer.Argument(..., help="Environment name.")) -> None:
 @env_app.command("remove")
 def remove(name: str = typer.Argument(..., help="Environment name.")) -> None:
     """Delete an environment (the store keeps its blobs; 'nnpm cache clean' frees them)."""
-    import shutil
-
-    from nnpm.env import open_env
     from nnpm.errors import EnvError
+    from nnpm.fsutil import remove_tree
+    from nnpm.install.env import open_env
 
     env = open_env(name)
     if not env.exists():
@@ -48,7 +48,7 @@ def remove(name: str = typer.Argument(..., help="Environment name.")) -> None:
     with env.install_lock():
         trash = env.root.with_name(f".{name}.removing")
         env.root.rename(trash)
-    shutil.rmtree(trash)
+    remove_tree(trash)
     print(f"removed environment {name}")
 
 

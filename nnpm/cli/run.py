@@ -10,7 +10,7 @@ import typer
 if TYPE_CHECKING:
     import numpy as np
 
-    from nnpm.runtime import Model
+    from nnpm.runtime.model import Model
 
 _MAX_ROWS = 5
 _MAX_VALUES = 20
@@ -26,8 +26,8 @@ def run(
     env: Optional[str] = typer.Option(None, "--env", "-e", help="Environment (default: NNPM_ENV or 'default')."),
 ) -> None:
     """Run a model once on .npy inputs and show (or save) its outputs."""
-    from nnpm.cli.show import console
-    from nnpm.runtime import load
+    from nnpm.cli.output import console
+    from nnpm.runtime.load import load
 
     model = load(name, env=env)
     feeds = read_inputs(inputs or [], [s.name for s in model.signature.inputs])

@@ -1,1 +1,1 @@
-"""HTTP routes: the JSON API (blobs, packages) and the HTML pages."""
+"""HTTP routes: thin shells that parse a request, call a service and shape the answer."""

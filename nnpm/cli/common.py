@@ -1,0 +1,28 @@
+"""What several commands share: the --env/--registry/--token options and the registry client they make."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import typer
+
+if TYPE_CHECKING:
+    from nnpm.client.api import RegistryClient
+
+ENV = typer.Option(None, "--env", "-e", help="Environment (default: NNPM_ENV or 'default').")
+REGISTRY = typer.Option(None, "--registry", help="Registry URL (default: NNPM_REGISTRY or the one you logged in to).")
+TOKEN = typer.Option(None, "--token", help="API token (default: NNPM_TOKEN or the one saved by 'nnpm login').")
+
+
+def registry_client(registry: str | None, token: str | None, *, need_token: bool = True) -> "RegistryClient":
+    """A RegistryClient from the resolved settings; ConfigError when registry or token is missing."""
+    from nnpm.client.api import RegistryClient
+    from nnpm.config import load_settings
+    from nnpm.errors import ConfigError
+
+    settings = load_settings(registry=registry, token=token)
+    url = settings.require_registry()
+    if need_token and not settings.token:
+        raise ConfigError(f"no token for {url}",
+                          hint=f"run 'nnpm login --registry {url}', set NNPM_TOKEN or pass --token")
+    return RegistryClient(url, token=settings.token, cache_dir=settings.cache_dir)

@@ -1,0 +1,40 @@
+"""`nnpm info`: one package, installed or on the registry."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+from nnpm.cli.common import ENV, REGISTRY
+
+
+def info(
+    spec: str = typer.Argument(..., help="NAME or NAME==VERSION"),
+    env: str = ENV,
+    registry: str = REGISTRY,
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Show a package: manifest, signature, dependencies, files, params, where installed."""
+    from nnpm.install.info import describe
+
+    data = describe(spec, env=env, registry=registry)
+    if as_json:
+        print(json.dumps(data, indent=1))
+        return
+    from nnpm.cli.output import console, human_size, summary
+    from nnpm.format.manifest import Manifest
+
+    manifest = Manifest.from_dict(data["manifest"])
+    out = console()
+    summary(manifest)
+    for f in manifest.files:
+        out.print(f"  {f.path}  {human_size(f.size)}  sha256:{f.sha256[:16]}…")
+    out.print(f"  installed: {data['installed_path'] or 'no'}")
+    if data.get("versions"):
+        out.print("  versions: " + ", ".join(v + (" (yanked)" if y else "") for v, y in data["versions"]))
+
+
+def register(app: typer.Typer) -> None:
+    """Add `nnpm info`."""
+    app.command()(info)

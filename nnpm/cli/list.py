@@ -1,0 +1,44 @@
+"""`nnpm list`: what an environment holds."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+from nnpm.cli.common import ENV
+
+
+def list_(
+    env: str = ENV,
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """List installed packages."""
+    from nnpm.cli.output import console, human_size
+    from nnpm.install.env import open_env
+
+    e = open_env(env)
+    lock = e.lock()
+    rows = [{"name": n, "version": p.version, "source": p.source, "requested": p.requested,
+             "size": sum(s for _, s, _ in p.files)} for n, p in sorted(lock.packages.items())]
+    if as_json:
+        print(json.dumps({"env": e.name, "packages": rows}, indent=1))
+        return
+    out = console()
+    if not rows:
+        out.print(f"env {e.name}: no packages installed")
+        return
+    from rich.table import Table
+
+    table = Table(show_edge=False, box=None, pad_edge=False)
+    for col in ("name", "version", "size", "source"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["name"] + ("" if r["requested"] else " (dep)"), r["version"], human_size(r["size"]), r["source"])
+    out.print(f"env {e.name}:")
+    out.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `nnpm list`."""
+    app.command("list")(list_)

@@ -1,0 +1,35 @@
+"""`nnpm pack`: validate a package folder and write its manifest and .nnpm archive."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def pack(
+    folder: Path = typer.Argument(Path("."), help="Package folder holding nnpm.toml."),
+    out: Path = typer.Option(None, "-o", "--output", help="Archive path (default FOLDER/dist/NAME-VERSION.nnpm)."),
+) -> None:
+    """Validate a package folder and write its manifest and .nnpm archive."""
+    from nnpm.author.pack import pack as do_pack
+    from nnpm.cli.output import console, summary
+
+    notes = []
+
+    def check_wiring(built) -> None:
+        if built.manifest.project.pipeline:
+            from nnpm.author.pack import check_installed_wiring
+
+            notes.append("  wiring: checked against the installed steps"
+                         if check_installed_wiring(built.manifest.project) else
+                         "  wiring: not checked here (steps not installed); the registry checks it at publish")
+
+    built, archive, manifest_path = do_pack(folder, out, check=check_wiring)
+    summary(built.manifest)
+    console().print("\n".join([*notes, f"wrote {archive}", f"wrote {manifest_path}"]))
+
+
+def register(app: typer.Typer) -> None:
+    """Add `nnpm pack`."""
+    app.command()(pack)

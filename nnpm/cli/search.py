@@ -1,0 +1,28 @@
+"""`nnpm search`: packages on the registry by name, description and tag."""
+
+from __future__ import annotations
+
+import typer
+
+from nnpm.cli.common import REGISTRY, registry_client
+
+
+def search(
+    query: str = typer.Argument("", help="Words to look for in names, descriptions and tags."),
+    registry: str = REGISTRY,
+) -> None:
+    """Search the registry."""
+    from nnpm.cli.output import console
+
+    with registry_client(registry, None, need_token=False) as client:
+        results = client.search(query)
+    out = console()
+    if not results:
+        out.print(f"no packages match {query!r}")
+    for r in results:
+        out.print(f"[bold]{r['name']}[/bold] {r['version']}  {r.get('description', '')}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add `nnpm search`."""
+    app.command()(search)

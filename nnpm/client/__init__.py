@@ -1,0 +1,1 @@
+"""The registry client: the HTTP protocol (api), its error mapping (httperrors), TLS and the packument cache."""

@@ -1,0 +1,184 @@
+"""Read an ONNX graph without running it: signature, opsets, parameters, external data, safety.
+
+onnx is imported lazily so that importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nnpm.errors import ModelError, PackageSafetyError
+from nnpm.format.limits import MAX_PROTO_SIZE
+from nnpm.format.manifest import Signature, TensorSpec
+from nnpm.format.safety import check_file, check_location
+
+# numpy-style names people know, keyed by TensorProto enum name.
+_DTYPES = {
+    "FLOAT": "float32", "DOUBLE": "float64", "FLOAT16": "float16", "BFLOAT16": "bfloat16",
+    "INT8": "int8", "INT16": "int16", "INT32": "int32", "INT64": "int64",
+    "UINT8": "uint8", "UINT16": "uint16", "UINT32": "uint32", "UINT64": "uint64",
+    "BOOL": "bool", "STRING": "string", "COMPLEX64": "complex64", "COMPLEX128": "complex128",
+}
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What nnpm reads from one ONNX file."""
+
+    signature: Signature
+    opsets: dict[str, int]
+    ir_version: int
+    params: int
+    external_files: tuple[str, ...]   # relative to the package root
+
+
+def dtype_name(elem_type: int) -> str:
+    """TensorProto element type → 'float32', 'int64', ..."""
+    from onnx import TensorProto
+
+    name = TensorProto.DataType.Name(elem_type)
+    return _DTYPES.get(name, name.lower())
+
+
+def _type_spec(type_proto: Any) -> tuple[str, tuple | None]:
+    kind = type_proto.WhichOneof("value")
+    if kind in ("tensor_type", "sparse_tensor_type"):
+        t = getattr(type_proto, kind)
+        shape = None
+        if t.HasField("shape"):
+            shape = tuple(
+                d.dim_value if d.HasField("dim_value") else (d.dim_param if d.HasField("dim_param") else None)
+                for d in t.shape.dim)
+        return dtype_name(t.elem_type), shape
+    if kind == "sequence_type":
+        return f"sequence({_type_spec(type_proto.sequence_type.elem_type)[0]})", None
+    if kind == "map_type":
+        m = type_proto.map_type
+        return f"map({dtype_name(m.key_type)},{_type_spec(m.value_type)[0]})", None
+    if kind == "optional_type":
+        return f"optional({_type_spec(type_proto.optional_type.elem_type)[0]})", None
+    return "unknown", None
+
+
+def signature_of(graph: Any) -> Signature:
+    """Inputs (without initializers) and outputs of a GraphProto."""
+    inits = {i.name for i in graph.initializer} | {s.values.name for s in graph.sparse_initializer}
+    def specs(values):
+        return tuple(TensorSpec(v.name, *_type_spec(v.type)) for v in values)
+    return Signature(inputs=specs(v for v in graph.input if v.name not in inits), outputs=specs(graph.output))
+
+
+def _tensors(graph: Any):
+    """Every TensorProto in a graph and its subgraphs (initializers and attribute tensors)."""
+    from onnx import AttributeProto
+
+    yield from graph.initializer
+    yield from (s.values for s in graph.sparse_initializer)
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.type == AttributeProto.TENSOR:
+                yield attr.t
+            elif attr.type == AttributeProto.TENSORS:
+                yield from attr.tensors
+            elif attr.type == AttributeProto.GRAPH:
+                yield from _tensors(attr.g)
+            elif attr.type == AttributeProto.GRAPHS:
+                for g in attr.graphs:
+                    yield from _tensors(g)
+
+
+def _nbytes(tensor: Any) -> int | None:
+    import numpy as np
+    from onnx import helper
+
+    try:
+        itemsize = np.dtype(helper.tensor_dtype_to_np_dtype(tensor.data_type)).itemsize
+    except (KeyError, TypeError, ValueError):
+        return None
+    return math.prod(tensor.dims) * itemsize
+
+
+def _check_external(tensor: Any, root: Path, model_dir: str, allow_hardlinks: bool) -> str:
+    """Check one external-data tensor's location and byte range; return its file relative to root."""
+    entries = {e.key: e.value for e in tensor.external_data}
+    location = entries.get("location", "")
+    check_location(location, what=f"external data location of tensor {tensor.name!r}")
+    rel = f"{model_dir}/{location}" if model_dir else location
+    path = check_file(root, os.path.normpath(rel), allow_hardlinks=allow_hardlinks,
+                      what=f"external data file of tensor {tensor.name!r}")
+    size = path.stat().st_size
+    try:
+        offset = int(entries.get("offset", 0))
+        length = int(entries["length"]) if "length" in entries else None
+    except ValueError:
+        raise PackageSafetyError(f"tensor {tensor.name!r} has a non-integer external data offset/length") from None
+    needed = length if length is not None else _nbytes(tensor)
+    if offset < 0 or (needed is not None and (needed < 0 or offset + needed > size)):
+        raise PackageSafetyError(
+            f"tensor {tensor.name!r} reads bytes {offset}..{offset + (needed or 0)} of {location!r}, "
+            f"which holds only {size} bytes")
+    return os.path.normpath(rel).replace(os.sep, "/")
+
+
+def _external_as_inputs(model: Any) -> Any:
+    """A copy of `model` whose external initializers are graph inputs, so checking reads no data files."""
+    from onnx import ModelProto, TensorProto, helper
+
+    copy = ModelProto()
+    copy.CopyFrom(model)
+    graph = copy.graph
+    moved = [t for t in graph.initializer if t.data_location == TensorProto.EXTERNAL]
+    kept = [t for t in graph.initializer if t.data_location != TensorProto.EXTERNAL]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    inputs = {i.name for i in graph.input}
+    graph.input.extend(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
+                       for t in moved if t.name not in inputs)
+    return copy
+
+
+def read_model(root: Path, rel: str, *, allow_hardlinks: bool = False) -> ModelInfo:
+    """Check the model file `rel` inside package folder `root` and read what nnpm records of it."""
+    import onnx
+
+    root = Path(root)
+    path = check_file(root, rel, allow_hardlinks=allow_hardlinks, what="model file")
+    if path.stat().st_size > MAX_PROTO_SIZE:
+        raise PackageSafetyError(f"model file {rel!r} is over 2 GB",
+                                 hint="save the weights as external data (onnx.save(..., save_as_external_data=True))")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf raises DecodeError, RuntimeWarning or plain Exception
+        raise ModelError(f"{rel!r} is not a readable ONNX model ({type(exc).__name__})",
+                         hint="export the model again; the file may be truncated or not ONNX at all") from None
+    if not model.HasField("graph") or not model.opset_import:
+        raise ModelError(f"{rel!r} is not an ONNX model (no graph or no opset imports)",
+                         hint="the file may be truncated or not ONNX at all")
+    model_dir = os.path.dirname(rel)
+    external = []
+    from onnx import TensorProto
+    for tensor in _tensors(model.graph):
+        if tensor.data_location == TensorProto.EXTERNAL:
+            external.append(_check_external(tensor, root, model_dir, allow_hardlinks))
+    try:
+        if external and allow_hardlinks:
+            # The path checker refuses hard-linked data files; every location was checked above.
+            onnx.checker.check_model(_external_as_inputs(model))
+        else:
+            onnx.checker.check_model(str(path))
+    except Exception as exc:  # ValidationError, or a C++ error for odd files
+        first = " ".join(str(exc).split())[:300] or type(exc).__name__
+        raise ModelError(f"{rel!r} fails the ONNX checker: {first}") from None
+    params = sum(math.prod(t.dims) for t in model.graph.initializer)
+    params += sum(math.prod(s.values.dims) for s in model.graph.sparse_initializer)
+    return ModelInfo(
+        signature=signature_of(model.graph),
+        opsets={o.domain or "": o.version for o in model.opset_import},
+        ir_version=model.ir_version,
+        params=params,
+        external_files=tuple(dict.fromkeys(external)),
+    )

@@ -1,0 +1,141 @@
+"""The packument: every published version of one package, as the registry serves it.
+
+    {"name": "resnet18", "latest": "1.0.0",
+     "versions": [{"version": "1.0.0", "yanked": false, "yanked_reason": null,
+                   "published_at": "2026-11-23T01:00:00Z", "manifest": {...manifest.json...}}]}
+
+The server builds a `Packument` from its rows and sends `to_json()`; the client parses the
+bytes once with `Packument.from_json` and hands `Release` objects to the resolver and the
+installer. A release's dependencies and its full manifest are parsed on first use, once:
+resolving reads only the dependencies of the versions it tries. Entries whose version is
+not PEP 440 are skipped, as pip skips files it cannot parse.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from packaging.specifiers import SpecifierSet
+from packaging.version import InvalidVersion, Version
+
+from nnpm.errors import ManifestError
+from nnpm.format.fields import canonical_name
+from nnpm.format.manifest import Manifest
+from nnpm.format.project import parse_dependencies
+
+
+@dataclass(frozen=True)
+class Release:
+    """One published version of a package: its manifest (parsed on demand) and its yank state."""
+
+    name: str
+    version: Version
+    manifest_data: dict = field(repr=False)
+    yanked: bool = False
+    yanked_reason: str | None = None
+    published_at: str | None = None
+
+    def __hash__(self) -> int:  # the manifest is a dict; name and version identify a release
+        return hash((self.name, self.version))
+
+    @cached_property
+    def dependencies(self) -> dict[str, SpecifierSet]:
+        """Canonical dependency names to specifiers; ManifestError when the manifest's table is malformed."""
+        return parse_dependencies(self.manifest_data.get("dependencies"), file=f"{self.name} {self.version}")
+
+    @cached_property
+    def manifest(self) -> Manifest:
+        """The full manifest, strictly validated; ManifestError naming this release when it is not valid."""
+        return Manifest.from_dict(self.manifest_data, file=f"{self.name} {self.version}")
+
+    @classmethod
+    def from_manifest(cls, manifest: Manifest) -> "Release":
+        """A release for a package that did not come from a registry (a folder, an archive, a lock)."""
+        release = cls(manifest.name, manifest.version, manifest.to_dict())
+        release.__dict__["manifest"] = manifest      # already parsed: keep it
+        return release
+
+    @classmethod
+    def from_dict(cls, name: str, data: Any) -> "Release | None":
+        """One packument entry, or None when it has no PEP 440 version (skipped)."""
+        if not isinstance(data, dict):
+            return None
+        try:
+            version = Version(str(data["version"]))
+        except (InvalidVersion, KeyError, TypeError, ValueError):
+            return None
+        manifest = data.get("manifest")
+        reason = data.get("yanked_reason")
+        published = data.get("published_at")
+        return cls(name, version, manifest if isinstance(manifest, dict) else {}, bool(data.get("yanked")),
+                   reason if isinstance(reason, str) else None, published if isinstance(published, str) else None)
+
+    def to_dict(self) -> dict:
+        """The wire form of one entry."""
+        return {"version": str(self.version), "yanked": self.yanked, "yanked_reason": self.yanked_reason,
+                "published_at": self.published_at, "manifest": self.manifest_data}
+
+
+def latest_version(versions: Iterable[tuple[Version, bool]]) -> Version | None:
+    """Newest non-yanked non-prerelease of (version, yanked) pairs; else the newest of any kind; else None."""
+    ordered = sorted(versions)
+    good = [v for v, yanked in ordered if not yanked and not v.is_prerelease]
+    return (good or [v for v, _ in ordered] or [None])[-1]
+
+
+@dataclass(frozen=True)
+class Packument:
+    """Every release of one package, PEP 440 ascending (one per version)."""
+
+    name: str
+    releases: tuple[Release, ...]
+
+    @property
+    def latest(self) -> Release | None:
+        """The release `nnpm install NAME` would pick without other constraints."""
+        top = latest_version((r.version, r.yanked) for r in self.releases)
+        return self.release(top) if top is not None else None
+
+    def release(self, version: Version | str) -> Release | None:
+        """The release of one version (any PEP 440 spelling), or None."""
+        wanted = Version(str(version))
+        return next((r for r in self.releases if r.version == wanted), None)
+
+    @classmethod
+    def of(cls, name: str, releases: Iterable[Release]) -> "Packument":
+        """A packument from releases in any order; the first of equal versions wins."""
+        seen: dict[Version, Release] = {}
+        for release in releases:
+            seen.setdefault(release.version, release)
+        return cls(name, tuple(sorted(seen.values(), key=lambda r: r.version)))
+
+    def to_json(self) -> bytes:
+        """Canonical bytes (sorted keys, compact): their hash is the ETag."""
+        top = self.latest
+        doc = {"name": self.name, "latest": str(top.version) if top else None,
+               "versions": [r.to_dict() for r in self.releases]}
+        return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+    @classmethod
+    def from_dict(cls, data: Any, *, source: str = "the registry") -> "Packument":
+        """Parse a packument; ManifestError when it is not one at all."""
+        if not isinstance(data, dict) or not isinstance(data.get("versions"), list):
+            raise ManifestError(f"{source} sent a packument without a list of versions")
+        try:
+            name = canonical_name(data.get("name"), file=None, key="packument.name")
+        except ManifestError:
+            raise ManifestError(f"{source} sent a packument whose name is not a package name") from None
+        return cls.of(name, filter(None, (Release.from_dict(name, v) for v in data["versions"])))
+
+    @classmethod
+    def from_json(cls, raw: bytes, *, source: str = "the registry") -> "Packument":
+        """Parse packument bytes."""
+        try:
+            data = json.loads(raw)
+        except (ValueError, RecursionError):
+            raise ManifestError(f"{source} sent a packument that is not valid JSON") from None
+        return cls.from_dict(data, source=source)

@@ -1,0 +1,184 @@
+"""Environments: folders of installed packages whose one record is the lock file.
+
+    NNPM_HOME/envs/<env>/
+      nnpm.lock                 the record: exact versions, sources, every file's sha256
+      pkgs/<name>-<version>/    files hard-linked from the store, plus manifest.json and
+                                .stat.json (size, mtime, inode per file at install time)
+      cache/                    derived files (fused pipeline graphs)
+      .install.lock             serialises installs into this env
+
+A state change prepares every new package folder aside (under a temp name, renamed
+when complete), then replaces nnpm.lock atomically, then removes folders the new lock
+no longer names. The lock is therefore always the old one or the new one, and every
+folder it names is complete: a killed install leaves the old state.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat as statmod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+from nnpm.errors import EnvError, IntegrityError, NotInstalledError
+from nnpm.format.manifest import MANIFEST_NAME, Manifest
+from nnpm.fsutil import atomic_write, remove_tree
+from nnpm.install.lockfile import LOCK_NAME, Lock, LockedPackage
+
+if TYPE_CHECKING:
+    from nnpm.config import Settings
+    from nnpm.install.store import Store
+
+_STAT_NAME = ".stat.json"
+
+
+@dataclass(frozen=True)
+class InstalledPackage:
+    """A package present in an environment."""
+
+    name: str
+    version: Version
+    path: Path
+    manifest: Manifest
+
+    def verify(self) -> None:
+        """Check every file's size, and its sha256 when its stat changed since install."""
+        try:
+            recorded = json.loads((self.path / _STAT_NAME).read_text())
+        except (OSError, ValueError):
+            recorded = {}
+        for entry in self.manifest.files:
+            path = self.path / entry.path
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                raise IntegrityError(f"{self.name} {self.version}: {entry.path} is missing",
+                                     hint=f"run 'nnpm install --force {self.name}=={self.version}'") from None
+            if not statmod.S_ISREG(st.st_mode) or st.st_size != entry.size:
+                raise IntegrityError(f"{self.name} {self.version}: {entry.path} was changed after install "
+                                     f"(size {st.st_size}, expected {entry.size})",
+                                     hint=f"run 'nnpm install --force {self.name}=={self.version}'")
+            if recorded.get(entry.path) != [st.st_size, st.st_mtime_ns, st.st_ino]:
+                from nnpm.hashing import file_digest  # hashlib only when a file changed
+
+                if file_digest(path)[0] != entry.sha256:
+                    raise IntegrityError(f"{self.name} {self.version}: {entry.path} was changed after install "
+                                         "(sha256 differs)",
+                                         hint=f"run 'nnpm install --force {self.name}=={self.version}'")
+
+
+class Environment:
+    """One named environment under NNPM_HOME/envs."""
+
+    def __init__(self, root: Path, name: str) -> None:
+        self.root = Path(root)
+        self.name = name
+
+    @property
+    def lock_path(self) -> Path:
+        """The lock file (the environment's record)."""
+        return self.root / LOCK_NAME
+
+    def exists(self) -> bool:
+        """True when the environment folder exists."""
+        return self.root.is_dir()
+
+    def lock(self) -> Lock:
+        """The current lock."""
+        return Lock.read(self.lock_path)
+
+    def package_dir(self, name: str, version: str) -> Path:
+        """Folder of one installed version."""
+        return self.root / "pkgs" / f"{name}-{version}"
+
+    def cache_dir(self) -> Path:
+        """Per-environment folder for derived files (e.g. fused graphs)."""
+        path = self.root / "cache"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def installed(self) -> dict[str, InstalledPackage]:
+        """Every installed package by canonical name."""
+        return {name: self._installed(name, locked) for name, locked in self.lock().packages.items()}
+
+    def _installed(self, name: str, locked: LockedPackage) -> InstalledPackage:
+        folder = self.package_dir(name, locked.version)
+        try:
+            manifest = Manifest.from_json((folder / MANIFEST_NAME).read_bytes(), file=str(folder / MANIFEST_NAME))
+        except FileNotFoundError:
+            raise EnvError(f"environment {self.name!r} is damaged: {folder} is missing",
+                           hint=f"run 'nnpm install --force {name}'") from None
+        return InstalledPackage(name, Version(locked.version), folder, manifest)
+
+    def get(self, name: str, version: str | None = None) -> InstalledPackage:
+        """One installed package (optionally an exact version) or NotInstalledError."""
+        key = canonicalize_name(name)
+        locked = self.lock().packages.get(key)  # parse only this package's manifest
+        pkg = self._installed(key, locked) if locked else None
+        if pkg is None or (version is not None and pkg.version != Version(version)):
+            what = f"{key}=={version}" if version else key
+            raise NotInstalledError(f"{what} is not installed in environment {self.name!r}",
+                                    hint=f"run 'nnpm install {what}'")
+        return pkg
+
+    def install_lock(self):
+        """A file lock that serialises state changes of this environment."""
+        from filelock import FileLock
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        # One reentrant lock per path in this process: Installer.install holds it from reading
+        # the old lock to committing the new one, and _apply takes it again inside.
+        return FileLock(str(self.root / ".install.lock"), is_singleton=True)
+
+    def prepare(self, store: "Store", manifest: Manifest, manifest_bytes: bytes) -> tuple[Path, int]:
+        """Make the folder of one version from store blobs (aside, then renamed); returns (folder, links)."""
+        final = self.package_dir(manifest.name, str(manifest.version))
+        if final.is_dir():
+            return final, 0
+        tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+        remove_tree(tmp)
+        tmp.mkdir(parents=True)
+        links = 0
+        stats = {}
+        for entry in manifest.files:
+            dest = tmp / entry.path
+            links += store.link_into(entry.sha256, dest)
+            st = os.lstat(dest)
+            stats[entry.path] = [st.st_size, st.st_mtime_ns, st.st_ino]
+        (tmp / MANIFEST_NAME).write_bytes(manifest_bytes)
+        (tmp / _STAT_NAME).write_text(json.dumps(stats))
+        os.replace(tmp, final)
+        return final, links
+
+    def commit(self, lock: Lock) -> None:
+        """Write the new lock atomically, then remove folders it no longer names."""
+        atomic_write(self.lock_path, lock.to_json(), durable=True)
+        keep = {f"{n}-{p.version}" for n, p in lock.packages.items()}
+        pkgs = self.root / "pkgs"
+        if pkgs.is_dir():
+            for folder in pkgs.iterdir():
+                if folder.name not in keep:
+                    remove_tree(folder)
+
+
+def env_names(settings: "Settings") -> list[str]:
+    """Names of every environment."""
+    if not settings.envs_dir.is_dir():
+        return []
+    return sorted(p.name for p in settings.envs_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def open_env(name: str | None = None, settings: "Settings | None" = None) -> Environment:
+    """The named environment (default: NNPM_ENV or 'default')."""
+    from nnpm.config import load_settings
+
+    settings = settings or load_settings(env=name)
+    env_name = name or settings.env
+    if not env_name or "/" in env_name or env_name.startswith(".") or len(env_name) > 100:
+        raise EnvError(f"invalid environment name {env_name!r}", hint="use letters, digits, '-' and '_'")
+    return Environment(settings.envs_dir / env_name, env_name)

@@ -1,0 +1,37 @@
+"""What `nnpm info` shows: an installed package, or one from the registry."""
+
+from __future__ import annotations
+
+from nnpm.errors import NotFoundError, NotInstalledError, SpecError
+from nnpm.format.spec import parse_spec
+
+
+def describe(spec: str, *, env: str | None = None, registry: str | None = None) -> dict:
+    """Manifest, install location and available versions for NAME or NAME==VERSION."""
+    from nnpm.config import load_settings
+    from nnpm.install.env import open_env
+
+    parsed = parse_spec(spec, paths=False)
+    if parsed.specifier and parsed.pinned is None:
+        raise SpecError(f"{spec!r} is not NAME or NAME==VERSION", hint="e.g. nnpm info resnet18==1.0.0")
+    name, version = parsed.name, str(parsed.pinned) if parsed.pinned else None
+    settings = load_settings(env=env, registry=registry)
+    try:
+        pkg = open_env(settings=settings).get(name, version)
+        manifest, path = pkg.manifest.to_dict(), str(pkg.path)
+    except NotInstalledError:
+        manifest = path = None
+    versions = []
+    if settings.registry:
+        from nnpm.client.api import RegistryClient
+
+        packument = RegistryClient(settings.registry, cache_dir=settings.cache_dir).packument(name)
+        if packument:
+            versions = [(str(r.version), r.yanked) for r in packument.releases]
+            release = packument.release(version) if version else packument.latest
+            if manifest is None and release is not None:
+                manifest = release.manifest_data
+    if manifest is None:
+        raise NotFoundError(f"{spec} is neither installed nor on the registry",
+                            hint="check the name with 'nnpm search'")
+    return {"name": name, "manifest": manifest, "installed_path": path, "versions": versions}

@@ -1,0 +1,250 @@
+"""`nnpm install` / `uninstall` as one transaction: resolve, fetch into the store, swap the env.
+
+Order matters for crash safety: blobs are fetched and verified into the store first,
+package folders are prepared aside, and the lock file is replaced last (nnpm.install.env).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from nnpm import crash
+from nnpm.errors import IntegrityError, ManifestError, NotInstalledError
+from nnpm.format.fields import canonical_name
+from nnpm.format.manifest import MANIFEST_NAME, Manifest
+from nnpm.format.packument import Packument, Release
+from nnpm.format.spec import Spec, parse_spec
+from nnpm.fsutil import remove_tree
+from nnpm.install.compat import check_runtime
+from nnpm.install.env import Environment, open_env
+from nnpm.install.fetch import FetchStats, Wanted, fetch_all
+from nnpm.install.lockfile import Lock, LockedPackage
+from nnpm.install.store import Store
+
+if TYPE_CHECKING:
+    from nnpm.client.api import RegistryClient
+    from nnpm.config import Settings
+
+
+@dataclass
+class InstallResult:
+    """What changed: (name, version) installed, removed, unchanged; fetch and link counts."""
+
+    installed: list[tuple[str, str]] = field(default_factory=list)
+    removed: list[tuple[str, str]] = field(default_factory=list)
+    unchanged: list[tuple[str, str]] = field(default_factory=list)
+    fetched: FetchStats = field(default_factory=FetchStats)
+    linked: int = 0
+
+
+@dataclass(frozen=True)
+class _Local:
+    """A package installed from a folder or archive: fixed manifest, files already in the store."""
+
+    manifest: Manifest
+    source: str
+
+
+def _add_local(spec: Spec, store: Store) -> _Local:
+    """Validate a folder or archive and put its files in the store."""
+    from nnpm.author import pack
+    from nnpm.format import archive
+
+    path = spec.path
+    if not path.exists():
+        raise ManifestError(f"{spec} does not exist", hint="give a package folder, a .nnpm file or a package name")
+    if path.is_dir():
+        built = pack.build(path, allow_hardlinks=True)
+        for entry in built.manifest.files:
+            store.add_file(built.paths[entry.path], entry.sha256, entry.size)
+        return _Local(built.manifest, f"path:{path.resolve()}")
+    tmp_root = store.root / "tmp"
+    tmp_root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=tmp_root) as tmp:
+        manifest = archive.extract(path, Path(tmp) / "x")
+        for entry in manifest.files:  # extract verified every member against the manifest
+            if not store.has(entry.sha256, entry.size):
+                store.commit(Path(tmp) / "x" / entry.path, entry.sha256, entry.size, verified_digest=entry.sha256)
+    return _Local(manifest, f"path:{path.resolve()}")
+
+
+def _packument_of(local: _Local) -> Packument:
+    return Packument.of(local.manifest.name, [Release.from_manifest(local.manifest)])
+
+
+class Installer:
+    """Installs into one environment using one store and (when needed) one registry."""
+
+    def __init__(self, settings: "Settings", env: Environment | None = None,
+                 client: "RegistryClient | None" = None, *, progress: bool | None = None) -> None:
+        self.settings = settings
+        self.env = env or open_env(settings=settings)
+        self.store = Store(settings.store_dir)
+        self._client = client
+        self.progress = progress
+
+    @property
+    def client(self) -> "RegistryClient":
+        """The registry client, made on first use (local-only installs never need one)."""
+        if self._client is None:
+            from nnpm.client.api import RegistryClient
+
+            self._client = RegistryClient(self.settings.require_registry(), token=self.settings.token,
+                                          cache_dir=self.settings.cache_dir)
+        return self._client
+
+    def _source(self) -> str:
+        return self.settings.registry or "registry"
+
+    def install(self, specs: list[str], *, pre: bool = False, force: bool = False) -> InstallResult:
+        """Install packages (names, requirements, folders, archives) and their dependencies."""
+        # Read the current lock and commit the new one under the same lock: a concurrent install
+        # would otherwise resolve from a stale lock and drop what the other one just installed.
+        with self.env.install_lock():
+            return self._install(specs, pre=pre, force=force)
+
+    def _install(self, specs: list[str], *, pre: bool, force: bool) -> InstallResult:
+        from nnpm.errors import ResolutionError
+        from nnpm.install.resolve import resolve
+
+        locals_: dict[str, _Local] = {}
+        reqs: list[Spec] = []
+        for text in specs:
+            spec = parse_spec(text)
+            if spec.is_path:
+                local = _add_local(spec, self.store)
+                locals_[local.manifest.name] = local
+                spec = parse_spec(f"{local.manifest.name}=={local.manifest.version}")
+            reqs.append(spec)
+        current = self.env.lock()
+        requested = {r.name for r in reqs}
+        for name, locked in current.packages.items():
+            # A package installed from a path stays pinned until the user asks for it by name.
+            if locked.source.startswith("path:") and name not in requested:
+                locals_[name] = _Local(self._stored_manifest(locked), locked.source)
+
+        def get_packument(name: str) -> Packument | None:
+            if name in locals_:
+                return _packument_of(locals_[name])
+            return self.client.packument(name)
+
+        kept = [(n, p) for n, p in current.packages.items() if p.requested and n not in requested]
+        try:  # keep what is installed where it still fits; upgrade it only when needed
+            chosen = resolve(reqs + [f"{n}=={p.version}" for n, p in kept], get_packument, pre=pre)
+        except ResolutionError:
+            if not kept:
+                raise
+            chosen = resolve(reqs + [n for n, _ in kept], get_packument, pre=pre)
+        manifests = {}
+        for name, cand in chosen.items():
+            manifest = locals_[name].manifest if name in locals_ else cand.release.manifest
+            check_runtime(manifest)
+            manifests[name] = manifest
+        flags = {n for n, p in current.packages.items() if p.requested} | requested
+        sources = {n: (locals_[n].source if n in locals_ else self._source()) for n in manifests}
+        return self._apply(manifests, sources, flags, force=force)
+
+    def _stored_manifest(self, locked: LockedPackage) -> Manifest:
+        """The manifest of an installed package: from the store, else its env folder."""
+        path = self.store.path(locked.manifest_sha256)
+        if not path.exists():
+            path = self.env.package_dir(locked.name, locked.version) / MANIFEST_NAME
+        return Manifest.from_json(path.read_bytes(), file=str(path))
+
+    def install_locked(self, lock: Lock | None = None) -> InstallResult:
+        """Reproduce an environment exactly from a lock file (offline when the store has every blob)."""
+        lock = lock or self.env.lock()
+        manifests, sources = {}, {}
+        for name, locked in lock.packages.items():
+            manifest = self._locked_manifest(locked)
+            check_runtime(manifest)
+            manifests[name], sources[name] = manifest, locked.source
+        flags = {n for n, p in lock.packages.items() if p.requested}
+        return self._apply(manifests, sources, flags)
+
+    def _locked_manifest(self, locked: LockedPackage) -> Manifest:
+        if self.store.has(locked.manifest_sha256):
+            raw = self.store.path(locked.manifest_sha256).read_bytes()
+        elif locked.source.startswith("path:"):
+            raise NotInstalledError(f"{locked.name} {locked.version} came from {locked.source[5:]} and is not in the store",
+                                    hint="install it from its folder or archive again")
+        else:
+            data = self.client.version(locked.name, locked.version)
+            raw = Manifest.from_dict(data["manifest"]).to_json()
+        if hashlib.sha256(raw).hexdigest() != locked.manifest_sha256:
+            raise IntegrityError(f"{locked.name} {locked.version}: the manifest differs from the one in the lock file",
+                                 hint="the registry changed a published version, or the lock file was edited")
+        return Manifest.from_json(raw)
+
+    def _apply(self, manifests: dict[str, Manifest], sources: dict[str, str], requested: set[str],
+               *, force: bool = False) -> InstallResult:
+        """Fetch what is missing, prepare folders aside, swap the lock in."""
+        result = InstallResult()
+        wanted = [Wanted(f.sha256, f.size, f"{m.name} {f.path}") for m in manifests.values() for f in m.files]
+        result.fetched = fetch_all(lambda: self.client, self.store, wanted, progress=self.progress)
+        crash.point("after-fetch")
+        with self.env.install_lock():
+            old = self.env.lock()
+            new = Lock()
+            for name, m in sorted(manifests.items()):
+                raw = m.to_json()
+                digest = self.store.add_bytes(raw)
+                if force:
+                    _drop(self.env.package_dir(name, str(m.version)))
+                _, links = self.env.prepare(self.store, m, raw)
+                result.linked += links
+                new.packages[name] = LockedPackage(
+                    name=name, version=str(m.version), manifest_sha256=digest, source=sources[name],
+                    requested=name in requested,
+                    files=tuple((f.path, f.size, f.sha256) for f in m.files))
+                before = old.packages.get(name)
+                target = result.unchanged if before and before.version == str(m.version) and not force \
+                    else result.installed
+                target.append((name, str(m.version)))
+            crash.point("before-commit")
+            result.removed = [(n, p.version) for n, p in old.packages.items() if n not in new.packages]
+            self.env.commit(new)
+            crash.point("after-commit")
+        return result
+
+    def uninstall(self, names: list[str]) -> list[tuple[str, str]]:
+        """Remove packages that nothing else installed needs; returns what was removed."""
+        with self.env.install_lock():
+            lock = self.env.lock()
+            targets = {canonical_name(n, key="package") for n in names}
+            for name in targets:
+                if name not in lock.packages:
+                    raise NotInstalledError(f"{name} is not installed in environment {self.env.name!r}")
+            remaining = {n: p for n, p in lock.packages.items() if n not in targets}
+            for name, locked in remaining.items():
+                deps = self._stored_manifest(locked).project.dependencies
+                blocked = sorted(targets & set(deps))
+                if blocked:
+                    raise NotInstalledError(f"cannot uninstall {', '.join(blocked)}: {name} {locked.version} depends on it",
+                                            hint=f"uninstall {name} too")
+            # Dependencies that only the removed packages needed go with them.
+            needed = _closure({n for n, p in remaining.items() if p.requested}, remaining, self._stored_manifest)
+            new = Lock({n: p for n, p in remaining.items() if n in needed})
+            removed = [(n, p.version) for n, p in lock.packages.items() if n not in new.packages]
+            self.env.commit(new)
+        return removed
+
+
+def _drop(folder: Path) -> None:
+    """For --force: remove a (damaged) package folder so it is rebuilt from the store."""
+    remove_tree(folder)
+
+
+def _closure(roots: set[str], packages: dict[str, LockedPackage], manifest_of) -> set[str]:
+    seen, todo = set(), list(roots)
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in packages:
+            continue
+        seen.add(name)
+        todo.extend(manifest_of(packages[name]).project.dependencies)
+    return seen

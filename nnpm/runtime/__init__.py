@@ -1,0 +1,1 @@
+"""Running installed packages on onnxruntime: models, inputs, loading by spec, pipelines and their fusion."""

@@ -1,0 +1,173 @@
+"""Model: one package's graph run by onnxruntime, with its signature checked and its labels at hand.
+
+`open_model` makes one from a model package whose files are verified and in place
+(`nnpm.runtime.load` finds them); `make_session` is the one place onnxruntime sessions are
+made (providers checked, warnings silenced). onnxruntime is imported inside the functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from nnpm.errors import InputError, ManifestError, ModelError, NoLabelsError, RequirementError
+from nnpm.format.manifest import Manifest, Signature
+
+if TYPE_CHECKING:
+    import numpy as np
+    import onnxruntime
+
+DEFAULT_PROVIDERS = ("CPUExecutionProvider",)
+
+
+class Model:
+    """A runnable package: ``model(x)``, ``model(a=..., b=...)`` or ``model({"a": ...})``.
+
+    Returns one numpy array when the graph has one output, else a dict by output name.
+    Calls may come from several threads at once (onnxruntime sessions are thread-safe).
+    """
+
+    def __init__(self, manifest: Manifest, session: "onnxruntime.InferenceSession", *, path: Path,
+                 signature: Signature | None = None, labels: Mapping[str, Sequence[str]] | None = None) -> None:
+        self.manifest = manifest
+        self.session = session
+        self.path = Path(path)
+        self.signature = signature or manifest.signature
+        if self.signature is None:
+            raise ManifestError(f"{manifest.name} {manifest.version} has no signature")
+        self._labels = {k: list(v) for k, v in (labels or {}).items()}
+        self._output_names = [o.name for o in session.get_outputs()]
+
+    @property
+    def name(self) -> str:
+        """Canonical package name."""
+        return self.manifest.name
+
+    @property
+    def version(self):
+        """Package version (packaging.version.Version)."""
+        return self.manifest.version
+
+    def __call__(self, *args: Any, **kwargs: Any) -> "np.ndarray | dict[str, np.ndarray]":
+        outputs = self.run(self._feeds(args, kwargs))
+        return next(iter(outputs.values())) if len(outputs) == 1 else outputs
+
+    def run(self, feeds: Mapping[str, Any]) -> "dict[str, np.ndarray]":
+        """Check and convert the inputs, run once, and return every output by name."""
+        from nnpm.runtime.inputs import check_inputs
+
+        checked = check_inputs(self.signature, feeds)
+        try:
+            values = self.session.run(self._output_names, checked)
+        except Exception as exc:  # onnxruntime's pybind errors: Fail, InvalidArgument, RuntimeException...
+            raise ModelError(f"onnxruntime failed running {self.name} {self.version}: {_first_line(exc)}") from exc
+        return dict(zip(self._output_names, values))
+
+    def labels(self, output: str) -> list[str]:
+        """The class names declared for one output (one per line of its labels file)."""
+        names = [o.name for o in self.signature.outputs]
+        if output not in names:
+            raise NoLabelsError(f"{self.name} has no output {output!r}", hint="outputs are: " + ", ".join(names))
+        if output not in self._labels:
+            have = ", ".join(sorted(self._labels)) or "none"
+            raise NoLabelsError(f"output {output!r} of {self.name} has no labels",
+                                hint=f"outputs with labels: {have}")
+        return list(self._labels[output])
+
+    def has_labels(self, output: str) -> bool:
+        """True when the package declares a labels file for this output."""
+        return output in self._labels
+
+    def _feeds(self, args: tuple, kwargs: dict) -> dict[str, Any]:
+        names = [s.name for s in self.signature.inputs]
+        if len(args) == 1 and isinstance(args[0], Mapping):
+            if kwargs:
+                raise InputError("pass the inputs either as one dict or as keywords, not both")
+            return dict(args[0])
+        if len(args) > len(names):
+            raise InputError(f"{self.name} takes {len(names)} input(s) ({', '.join(names)}), "
+                             f"got {len(args)} positional", hint="pass inputs by name: model(name=array)")
+        feeds = dict(zip(names, args))
+        for key, value in kwargs.items():
+            if key in feeds:
+                raise InputError(f"input {key!r} is given twice (by position and by name)")
+            feeds[key] = value
+        return feeds
+
+    def __repr__(self) -> str:
+        def side(specs):
+            return ", ".join(f"{s.name}: {s.dtype} {s.shape_text()}" for s in specs)
+        return f"<nnpm.Model {self.name} {self.version} ({side(self.signature.inputs)}) -> " \
+               f"({side(self.signature.outputs)})>"
+
+
+def make_session(model: "Path | bytes", providers: Sequence[Any] | None = None,
+                 session_options: "onnxruntime.SessionOptions | None" = None) -> "onnxruntime.InferenceSession":
+    """An onnxruntime session on a model file (or serialized bytes), CPU unless providers say otherwise."""
+    import onnxruntime as ort
+
+    chosen = check_providers(providers)
+    if session_options is None:
+        session_options = ort.SessionOptions()
+        session_options.log_severity_level = 3  # errors only; warnings are for model authors
+    source = model if isinstance(model, bytes) else str(model)
+    try:
+        return ort.InferenceSession(source, sess_options=session_options, providers=chosen)
+    except Exception as exc:  # onnxruntime raises its own pybind classes
+        what = "the model" if isinstance(model, bytes) else Path(model).name
+        raise ModelError(f"onnxruntime cannot load {what}: {_first_line(exc)}") from exc
+
+
+def check_providers(providers: Sequence[Any] | None) -> list[Any]:
+    """The providers to use (names or (name, options) pairs), each offered by this onnxruntime."""
+    import onnxruntime as ort
+
+    if providers is None:
+        return list(DEFAULT_PROVIDERS)
+    if isinstance(providers, str):
+        providers = [providers]
+    available = ort.get_available_providers()
+    chosen = list(providers)
+    if not chosen:
+        raise RequirementError("no execution provider given", hint="available: " + ", ".join(available))
+    for p in chosen:
+        name = p[0] if isinstance(p, (tuple, list)) else p
+        if name not in available:
+            raise RequirementError(
+                f"execution provider {name!r} is not available in this onnxruntime {ort.__version__}; "
+                f"available: {', '.join(available)}",
+                hint="install the onnxruntime build that ships it (e.g. onnxruntime-gpu), or use the CPU")
+    return chosen
+
+
+def open_model(manifest: Manifest, folder: Path, *, path: Path | None = None, providers: Any = None,
+               session_options: Any = None) -> Model:
+    """A Model over the graph of a model package whose files are in `folder` (already verified)."""
+    _check_requires(manifest)
+    session = make_session(Path(folder) / manifest.project.model.file, providers, session_options)
+    return Model(manifest, session, path=path or folder, labels=read_labels(manifest, folder))
+
+
+def read_labels(manifest: Manifest, folder: Path) -> dict[str, list[str]]:
+    """Labels per output, read from the files the manifest declares (one name per line)."""
+    out = {}
+    for output, info in (manifest.project.model.outputs if manifest.project.model else {}).items():
+        if info.labels:
+            out[output] = (Path(folder) / info.labels).read_text(encoding="utf-8").splitlines()
+    return out
+
+
+def _check_requires(manifest: Manifest) -> None:
+    """The install-time runtime check, against the onnxruntime this process actually imports."""
+    import onnxruntime as ort
+    from packaging.version import Version
+
+    from nnpm.install.compat import check_runtime
+
+    check_runtime(manifest, Version(ort.__version__))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,1 @@
+"""The metadata database: tables, the engine and sessions, and the schema migrations."""

@@ -1,0 +1,96 @@
+"""The metadata tables (SQLAlchemy 2 models) and the column helpers they use.
+
+Users hold hashed API tokens; a Package (canonical PEP 503 name) has Owners and
+Releases; a Release keeps the canonical manifest bytes it was published with, never
+changed, only yanked. The schema is Alembic's (`registry_server/db/migrations/`); the
+engine and sessions are in `registry_server.db.engine`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from packaging.utils import canonicalize_version
+from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def version_key(version: str) -> str:
+    """The identity of a PEP 440 version: '1.0' and '1.0.0' are one version, so one key ('1')."""
+    return canonicalize_version(version)
+
+
+def utcnow() -> datetime:
+    """Now, in UTC, to the second."""
+    return datetime.now(timezone.utc).replace(microsecond=0)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every table."""
+
+
+class User(Base):
+    """Someone who can publish."""
+
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+
+
+class Token(Base):
+    """An API token, stored only as its sha256."""
+
+    __tablename__ = "tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), nullable=False, index=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+    user: Mapped[User] = relationship()
+
+
+class Package(Base):
+    """A package name (canonical, PEP 503)."""
+
+    __tablename__ = "packages"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+
+
+class Owner(Base):
+    """A user allowed to publish, yank and add owners for a package."""
+
+    __tablename__ = "owners"
+    package_id: Mapped[int] = mapped_column(ForeignKey("packages.id"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    user: Mapped[User] = relationship()
+
+
+class Release(Base):
+    """One published version: its canonical manifest bytes, never changed, only yanked."""
+
+    __tablename__ = "versions"
+    __table_args__ = (UniqueConstraint("package_id", "version_key", name="uq_package_version"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    package_id: Mapped[int] = mapped_column(ForeignKey("packages.id"), nullable=False, index=True)
+    version: Mapped[str] = mapped_column(String(100), nullable=False)   # normalised PEP 440, as published
+    version_key: Mapped[str] = mapped_column(String(100), nullable=False)  # 1.0 and 1.0.0 share one key
+    manifest_json: Mapped[str] = mapped_column(Text, nullable=False)    # Manifest.to_json()
+    manifest_sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    description: Mapped[str] = mapped_column(Text, nullable=False, default="")   # for search
+    tags: Mapped[str] = mapped_column(Text, nullable=False, default="")          # "\n"-joined, for search
+    yanked: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    yanked_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    published_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+    package: Mapped[Package] = relationship()
+
+
+def as_utc(value: datetime) -> datetime:
+    """SQLite hands datetimes back naive; they were stored in UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def iso(value: datetime) -> str:
+    """2026-11-23T01:00:00Z."""
+    return as_utc(value).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,127 @@
+"""`/api/v1/blobs/sha256:{hex}`: HEAD, GET (streamed, with Range) and PUT (streamed upload)."""
+
+from __future__ import annotations
+
+import re
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from nnpm.errors import ManifestError, NotFoundError, RegistryError, TooLargeError
+from nnpm.format.fields import is_digest
+from registry_server.db.tables import User
+from registry_server.error_responses import error_response
+from registry_server.routes.deps import current_user, get_settings, get_store
+from registry_server.settings import ServerSettings
+from registry_server.storage.base import BlobStore
+
+router = APIRouter(prefix="/api/v1/blobs", tags=["blobs"])
+
+IMMUTABLE = "public, max-age=31536000, immutable"
+_RANGE_RE = re.compile(r"^bytes=(\d{0,18})-(\d{0,18})$")
+_BLOB_BODY = {"requestBody": {"required": True, "content": {
+    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}}
+
+
+def parse_ref(ref: str) -> str:
+    """'sha256:<64 lowercase hex>' → the hex digest, or 400 invalid_manifest."""
+    algo, _, digest = ref.partition(":")
+    if algo != "sha256" or not is_digest(digest):
+        raise ManifestError(f"malformed blob digest {ref[:100]!r}",
+                            hint="blobs are named 'sha256:' followed by 64 lowercase hex digits")
+    return digest
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None | bool:
+    """(first, last) inclusive for one satisfiable range; None to send everything; False if unsatisfiable."""
+    if not header:
+        return None
+    m = _RANGE_RE.match(header.strip())
+    if not m or (not m.group(1) and not m.group(2)):
+        return None  # multiple or malformed ranges: RFC 9110 lets us ignore the header
+    first, last = m.group(1), m.group(2)
+    if not first:  # suffix: the last N bytes
+        n = int(last)
+        if n == 0 or size == 0:
+            return False
+        return max(0, size - n), size - 1
+    start = int(first)
+    end = min(int(last), size - 1) if last else size - 1
+    if last and int(last) < start:
+        return None  # an invalid range: ignored, as RFC 9110 says
+    if start >= size:
+        return False
+    return start, end
+
+
+def _etag_matches(header: str | None, etag: str) -> bool:
+    if not header:
+        return False
+    tags = [t.strip().removeprefix("W/") for t in header.split(",")]
+    return "*" in tags or etag in tags
+
+
+def _headers(digest: str) -> dict[str, str]:
+    return {"ETag": f'"sha256:{digest}"', "Cache-Control": IMMUTABLE, "Accept-Ranges": "bytes"}
+
+
+@router.head("/{ref}", summary="Is a blob stored? (Content-Length when it is)",
+             responses={200: {"description": "stored"}, 404: {"description": "not stored"}})
+def head_blob(ref: str, store: BlobStore = Depends(get_store)) -> Response:
+    digest = parse_ref(ref)
+    size = store.size(digest)
+    if size is None:
+        return Response(status_code=404, headers={"X-Error-Code": "not_found"})
+    return Response(status_code=200, headers={**_headers(digest), "Content-Length": str(size),
+                                              "Content-Type": "application/octet-stream"})
+
+
+@router.get("/{ref}", summary="Download a blob (streamed; Range for resume)", response_class=Response,
+            responses={200: {"content": {"application/octet-stream": {}}}, 206: {"description": "partial"},
+                       304: {"description": "not modified"},
+                       307: {"description": "fetch it from the short-lived URL in Location (--redirect-downloads)"},
+                       404: {"description": "not stored"}, 416: {"description": "range not satisfiable"}})
+def get_blob(ref: str, request: Request, store: BlobStore = Depends(get_store),
+             settings: ServerSettings = Depends(get_settings)) -> Response:
+    digest = parse_ref(ref)
+    size = store.size(digest)
+    if size is None:
+        raise NotFoundError(f"blob sha256:{digest} is not stored")
+    headers = _headers(digest)
+    if _etag_matches(request.headers.get("if-none-match"), headers["ETag"]):
+        return Response(status_code=304, headers=headers)
+    if settings.redirect_downloads and (url := store.download_url(digest)):
+        # The bytes come from the store itself; the client re-sends Range there and checks the sha256.
+        return Response(status_code=307, headers={"Location": url, "Cache-Control": "no-store"})
+    rng = parse_range(request.headers.get("range"), size)
+    if_range = request.headers.get("if-range")
+    if rng is not None and if_range and if_range.strip() != headers["ETag"]:
+        rng = None  # the client's partial copy is of other bytes: send them all
+    if rng is False:
+        return error_response(416, RegistryError.code, f"range {request.headers.get('range')!r} is outside "
+                              f"the blob's {size} bytes", {**headers, "Content-Range": f"bytes */{size}"})
+    if rng is None:
+        return StreamingResponse(store.open_range(digest), media_type="application/octet-stream",
+                                 headers={**headers, "Content-Length": str(size)})
+    start, end = rng
+    return StreamingResponse(store.open_range(digest, start, end - start + 1), status_code=206,
+                             media_type="application/octet-stream",
+                             headers={**headers, "Content-Length": str(end - start + 1),
+                                      "Content-Range": f"bytes {start}-{end}/{size}"})
+
+
+@router.put("/{ref}", summary="Upload a blob (streamed; hashed while written)", openapi_extra=_BLOB_BODY,
+            status_code=201, responses={200: {"description": "already stored"}, 201: {"description": "stored"}})
+async def put_blob(ref: str, request: Request, user: User = Depends(current_user),
+                   store: BlobStore = Depends(get_store), settings: ServerSettings = Depends(get_settings)) -> Response:
+    digest = parse_ref(ref)
+    length = request.headers.get("content-length")
+    if length is None or not length.isdigit():
+        raise RegistryError("a blob upload needs a Content-Length header", status=411,
+                            hint="send the file with its size; chunked uploads are not accepted")
+    size = int(length)
+    if size > settings.max_blob_size:
+        raise TooLargeError(f"the blob is {size} bytes; this registry takes at most {settings.max_blob_size}",
+                            status=413)
+    created = await store.put(digest, request.stream(), size=size)  # a client that goes away: errors.py
+    return JSONResponse({"digest": f"sha256:{digest}", "size": size}, status_code=201 if created else 200)

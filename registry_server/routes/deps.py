@@ -1,0 +1,47 @@
+"""Request-scoped dependencies: settings, blob store, one database session, the bearer's user."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from nnpm.errors import UnauthenticatedError
+from registry_server.db.tables import User
+from registry_server.services.auth import user_for_token
+from registry_server.settings import ServerSettings
+from registry_server.storage.base import BlobStore
+
+bearer = HTTPBearer(auto_error=False, description="An API token from `nnpm registry user add NAME`.")
+
+
+def get_settings(request: Request) -> ServerSettings:
+    """The app's settings."""
+    return request.app.state.settings
+
+
+def get_store(request: Request) -> BlobStore:
+    """The app's blob store."""
+    return request.app.state.store
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """One session for this request, closed when the request is done."""
+    with request.app.state.sessions() as session:
+        yield session
+
+
+def current_user(creds: HTTPAuthorizationCredentials | None = Depends(bearer),
+                 session: Session = Depends(get_session)) -> User:
+    """The user behind `Authorization: Bearer <token>`, or 401."""
+    if creds is None or not creds.credentials:
+        raise UnauthenticatedError("this call needs an API token",
+                        hint="send 'Authorization: Bearer <token>'; an operator makes one with "
+                             "'nnpm registry user add NAME'")
+    user = user_for_token(session, creds.credentials)
+    if user is None:
+        raise UnauthenticatedError("the API token is not valid",
+                        hint="check the token, or ask the registry operator for a new one")
+    return user

@@ -1,0 +1,50 @@
+"""`/api/v1/health`, `/ready`, `/whoami` and `/search`: the server's state and the catalog's search."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from nnpm._version import __version__
+from registry_server.db.tables import User
+from registry_server.error_responses import error_response
+from registry_server.routes.deps import current_user, get_session
+from registry_server.services import catalog
+
+router = APIRouter(prefix="/api/v1")
+
+
+@router.get("/health", tags=["meta"], summary="Liveness and the server's nnpm version")
+def health() -> dict:
+    return {"status": "ok", "version": __version__}
+
+
+@router.get("/ready", tags=["meta"], summary="Readiness: the database and the blob store answer",
+            responses={503: {"description": "the database or the blob store cannot be used"}})
+def ready(request: Request) -> Response:
+    problems = []
+    try:
+        with request.app.state.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:  # the URL may hold a password: name only the error class
+        problems.append(f"database: {type(exc).__name__}")
+    try:
+        request.app.state.store.check()
+    except Exception as exc:
+        problems.append(f"blob store: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+    if problems:
+        return error_response(503, "registry_error", "not ready: " + "; ".join(problems))
+    return JSONResponse({"status": "ready", "version": __version__})
+
+
+@router.get("/whoami", tags=["meta"], summary="The user behind the bearer token")
+def whoami(user: User = Depends(current_user)) -> dict:
+    return {"user": user.name}
+
+
+@router.get("/search", tags=["packages"], summary="Search names, descriptions and tags")
+def search(q: str = Query("", max_length=200), limit: int = Query(50, ge=1, le=1000),
+           session: Session = Depends(get_session)) -> dict:
+    return {"results": catalog.search(session, q, limit)}

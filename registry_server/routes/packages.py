@@ -1,0 +1,101 @@
+"""`/api/v1/packages/...`: packuments, versions, publish, yank and owners; thin shells over the services."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session
+
+from registry_server.db.tables import User
+from registry_server.routes.deps import current_user, get_session, get_settings, get_store
+from registry_server.services import catalog
+from registry_server.services.owners import add_owner, require_owner, set_yanked
+from registry_server.services.publish import publish, read_body
+from registry_server.settings import ServerSettings
+from registry_server.storage.base import BlobStore
+
+router = APIRouter(prefix="/api/v1")
+
+_MANIFEST_BODY = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": {"type": "object", "description": "manifest.json, as `nnpm pack` writes it"}}}}}
+
+
+class YankRequest(BaseModel):
+    """Why a version is yanked (shown to people who pinned it)."""
+
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field("", max_length=1000)
+
+
+def _packument(engine, name: str) -> tuple[bytes, str]:
+    with engine.connect() as conn:
+        return catalog.packument(conn, name)
+
+
+@router.get("/packages/{name}", tags=["packages"], summary="The packument: every version of a package",
+            responses={304: {"description": "not modified"}})
+async def get_packument(name: str, request: Request) -> Response:
+    # One worker-thread hop for connection and query, instead of three (a generator dependency
+    # is entered and left on the thread pool, and a sync endpoint runs there too).
+    body, etag = await run_in_threadpool(_packument, request.app.state.engine, catalog.url_name(name))
+    headers = {"ETag": etag, "Cache-Control": "no-cache"}
+    inm = request.headers.get("if-none-match")
+    if inm and (etag in [t.strip().removeprefix("W/") for t in inm.split(",")] or inm.strip() == "*"):
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type="application/json", headers=headers)
+
+
+@router.get("/packages/{name}/owners", tags=["owners"], summary="Who may publish and yank")
+def get_owners(name: str, session: Session = Depends(get_session)) -> dict:
+    pkg = catalog.require_package(session, catalog.url_name(name))
+    return {"owners": catalog.owners_of(session, pkg)}
+
+
+@router.put("/packages/{name}/owners/{user_name}", tags=["owners"], summary="Add an owner (owners only)")
+def put_owner(name: str, user_name: str, user: User = Depends(current_user),
+              session: Session = Depends(get_session)) -> dict:
+    pkg = catalog.require_package(session, catalog.url_name(name))
+    require_owner(session, pkg, user)
+    add_owner(session, pkg, user_name)
+    return {"owners": catalog.owners_of(session, pkg)}
+
+
+@router.get("/packages/{name}/{version}", tags=["packages"], summary="One version's full manifest")
+def get_version(name: str, version: str, session: Session = Depends(get_session)) -> dict:
+    name = catalog.url_name(name)
+    return catalog.version_view(catalog.require_version(session, name, catalog.url_version(version)), name)
+
+
+@router.put("/packages/{name}/{version}", tags=["packages"], openapi_extra=_MANIFEST_BODY, status_code=201,
+            summary="Publish a version whose blobs are all uploaded",
+            responses={200: {"description": "identical retry"}, 201: {"description": "published"},
+                       409: {"description": "this version exists with other content"}})
+async def put_version(name: str, version: str, request: Request, user: User = Depends(current_user),
+                      session: Session = Depends(get_session), store: BlobStore = Depends(get_store),
+                      settings: ServerSettings = Depends(get_settings)) -> Response:
+    name, version = catalog.url_name(name), catalog.url_version(version)
+    body = await read_body(request.stream(), request.headers.get("content-length"),
+                           settings.max_manifest_size, "manifest")
+    status, row = await run_in_threadpool(publish, session, store, settings, user, name, version, body)
+    return JSONResponse(catalog.version_view(row, name), status_code=status)
+
+
+def _yank(name: str, version: str, yanked: bool, reason: str, user: User, session: Session) -> dict:
+    name = catalog.url_name(name)
+    row = catalog.require_version(session, name, catalog.url_version(version))
+    require_owner(session, row.package, user)
+    return catalog.version_view(set_yanked(session, row, yanked, reason), name)
+
+
+@router.post("/packages/{name}/{version}/yank", tags=["packages"], summary="Yank a version (PEP 592)")
+def yank(name: str, version: str, body: YankRequest | None = None, user: User = Depends(current_user),
+         session: Session = Depends(get_session)) -> dict:
+    return _yank(name, version, True, body.reason if body else "", user, session)
+
+
+@router.delete("/packages/{name}/{version}/yank", tags=["packages"], summary="Un-yank a version")
+def unyank(name: str, version: str, user: User = Depends(current_user),
+           session: Session = Depends(get_session)) -> dict:
+    return _yank(name, version, False, "", user, session)

@@ -1,0 +1,3 @@
+"""What the registry does, without HTTP: catalog reads, publish, owners, users and tokens, model validation.
+
+No module here imports FastAPI; routes call them."""

@@ -1,0 +1,45 @@
+"""Owner-gated writes: who owns a package, adding owners, yanking and un-yanking."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError as DbIntegrityError
+from sqlalchemy.orm import Session
+
+from nnpm.errors import ForbiddenError, NotFoundError
+from registry_server.db.tables import Owner, Package, Release, User
+
+
+def is_owner(session: Session, package: Package, user: User) -> bool:
+    """True when `user` owns `package`."""
+    return session.get(Owner, (package.id, user.id)) is not None
+
+
+def require_owner(session: Session, package: Package, user: User) -> None:
+    """403 unless `user` owns `package`."""
+    if not is_owner(session, package, user):
+        raise ForbiddenError(f"{user.name!r} is not an owner of {package.name!r}",
+                             hint=f"ask an owner to add you: nnpm owner add {package.name} {user.name}")
+
+
+def add_owner(session: Session, package: Package, name: str) -> None:
+    """Make the user called `name` an owner too (idempotent); 404 for an unknown user."""
+    user = session.scalar(select(User).where(User.name == name))
+    if user is None:
+        raise NotFoundError(f"no user {name!r} on this registry",
+                            hint="an operator creates users with 'nnpm registry user add NAME'")
+    if is_owner(session, package, user):
+        return
+    session.add(Owner(package_id=package.id, user_id=user.id))
+    try:
+        session.commit()
+    except DbIntegrityError:  # added concurrently: same outcome
+        session.rollback()
+
+
+def set_yanked(session: Session, row: Release, yanked: bool, reason: str | None) -> Release:
+    """Yank (with an optional reason) or un-yank a version; never deletes it."""
+    row.yanked = yanked
+    row.yanked_reason = (reason.replace("\x00", "") or None) if yanked and reason else None  # no NUL in PG text
+    session.commit()
+    return row

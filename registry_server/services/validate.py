@@ -1,0 +1,175 @@
+"""Re-read a published model in a worker subprocess, under memory and time limits, and compare.
+
+Server side, `check_model(manifest, store, settings)` puts the blobs into a scratch folder
+under their manifest paths (the graph file hard-linked, other files copied: onnx.checker
+refuses hard-linked external data) and runs
+
+    python -m registry_server.services.validate ROOT MODEL_FILE --memory BYTES --cpu SECONDS
+
+which applies RLIMIT_AS / RLIMIT_CPU to itself, calls `nnpm.format.onnxinfo.read_model` and prints
+one JSON line: `{"ok": {...}}` or `{"error": CODE, "detail": ...}`. A worker that crashes,
+runs out of memory or out of time is an `invalid_model` error, never a server failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+from nnpm.errors import ManifestError, ModelError, NnpmError, PackageSafetyError, error_for_code
+from nnpm.format.manifest import Manifest
+
+_ROOT = Path(__file__).resolve().parent.parent
+# Reading a model can take the worker's whole memory limit; a few at a time per process.
+_SLOTS = threading.BoundedSemaphore(2)
+
+
+def check_model(manifest: Manifest, store: Any, settings: Any) -> None:
+    """Refuse (422) a model package whose graph does not say what its manifest says."""
+    assert manifest.project.model is not None
+    settings.tmp_dir.mkdir(parents=True, exist_ok=True)
+    with _SLOTS:
+        workdir = Path(tempfile.mkdtemp(prefix="validate-", dir=settings.tmp_dir))
+        try:
+            for f in manifest.files:
+                # onnx.checker refuses hard-linked external data ("hardlink attack"), so only
+                # the graph file itself is linked; the other files are copied.
+                store.materialize(f.sha256, workdir / f.path, link=f.path == manifest.project.model.file)
+            info = run_worker(workdir, manifest.project.model.file,
+                              timeout=settings.validate_timeout, memory=settings.validate_memory)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+    compare(manifest, info)
+
+
+def run_worker(root: Path, model_file: str, *, timeout: float, memory: int) -> dict:
+    """Run the worker on `root/model_file`; its ModelInfo as JSON, or the error it reported."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(_ROOT), *filter(None, [env.get("PYTHONPATH")])])
+    env.setdefault("OMP_NUM_THREADS", "1")
+    # -P: never put the working folder on sys.path, and run outside the package's folder,
+    # so a package file named like a module (onnx.py, nnpm/...) can never be imported.
+    cmd = [sys.executable, "-P", "-m", "registry_server.services.validate", str(root), model_file,
+           "--memory", str(int(memory)), "--cpu", str(max(1, int(timeout) + 1))]
+    try:
+        proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout,
+                              env=env, cwd=root.parent)
+    except subprocess.TimeoutExpired:
+        raise ModelError(f"reading {model_file!r} took longer than the registry's {timeout:g} s limit",
+                         hint="the graph may be too large for this registry; ask its operator") from None
+    last = proc.stdout.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
+    try:
+        answer = json.loads(last[0])
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict) or proc.returncode != 0 and "error" not in answer:
+        raise ModelError(f"{model_file!r} could not be read within the registry's limits "
+                         f"({_exit_text(proc.returncode)})",
+                         hint="the graph may be too large or malformed")
+    if "error" in answer:
+        cls = error_for_code(str(answer.get("error")))
+        if not issubclass(cls, (ModelError, PackageSafetyError, ManifestError)):
+            cls = ModelError
+        raise cls(str(answer.get("detail", "the model was refused")))
+    return answer["ok"]
+
+
+def _exit_text(code: int) -> str:
+    if code < 0:
+        import signal
+
+        try:
+            return f"worker killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"worker killed by signal {-code}"
+    return f"worker exited with status {code}"
+
+
+def compare(manifest: Manifest, info: dict) -> None:
+    """Raise ManifestError (422) naming the first field where manifest and graph disagree."""
+    def refuse(what: str, claimed: Any, actual: Any) -> None:
+        raise _unprocessable(ManifestError(
+            f"the manifest says {_short(claimed)} but the graph says {_short(actual)}",
+            key=what, hint="run 'nnpm pack' again to recompute the manifest"))
+
+    claimed_sig = manifest.signature.to_dict() if manifest.signature else None
+    if claimed_sig != info["signature"]:
+        for side in ("inputs", "outputs"):
+            a, b = (claimed_sig or {}).get(side, []), info["signature"][side]
+            if a != b:
+                refuse(f"signature.{side}", a, b)
+    if dict(manifest.opsets) != info["opsets"]:
+        refuse("opsets", dict(manifest.opsets), info["opsets"])
+    if manifest.ir_version != info["ir_version"]:
+        refuse("ir_version", manifest.ir_version, info["ir_version"])
+    if manifest.params != info["params"]:
+        refuse("params", manifest.params, info["params"])
+    listed = {f.path for f in manifest.files}
+    for ext in info["external_files"]:
+        if ext not in listed:
+            raise PackageSafetyError(f"external data file {ext!r} is not in the manifest's file list")
+    outputs = {o["name"] for o in info["signature"]["outputs"]}
+    assert manifest.project.model is not None
+    for out in manifest.project.model.outputs:
+        if out not in outputs:
+            raise _unprocessable(ManifestError(f"the graph has no output {out!r}", key=f"model.outputs.{out}"))
+
+
+def _unprocessable(err: ManifestError) -> ManifestError:
+    """A well-formed manifest that contradicts its graph is 422, not 400 (see registry_server.error_responses)."""
+    err.status = 422
+    return err
+
+
+def _short(value: Any, limit: int = 200) -> str:
+    text = json.dumps(value, sort_keys=True)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _limit_self(memory: int, cpu: int) -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Worker entry point: limits first, then read the model, print one JSON line."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m registry_server.services.validate")
+    parser.add_argument("root", type=Path)
+    parser.add_argument("model_file")
+    parser.add_argument("--memory", type=int, required=True)
+    parser.add_argument("--cpu", type=int, required=True)
+    args = parser.parse_args(argv)
+    _limit_self(args.memory, args.cpu)
+    try:
+        from nnpm.format.onnxinfo import read_model
+
+        info = read_model(args.root, args.model_file, allow_hardlinks=True)
+    except NnpmError as exc:
+        print(json.dumps({"error": exc.code, "detail": exc.one_line()}))
+        return 1
+    except MemoryError:
+        print(json.dumps({"error": ModelError.code, "detail": "the model needs more memory than the registry allows"}))
+        return 1
+    print(json.dumps({"ok": {
+        "signature": info.signature.to_dict(),
+        "opsets": info.opsets,
+        "ir_version": info.ir_version,
+        "params": info.params,
+        "external_files": list(info.external_files),
+    }}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
