@@ -70,7 +70,9 @@ class Spec:
 
 
 def looks_like_path(text: str) -> bool:
-    """Whether a string names a folder or archive rather than a package."""
+    """Whether a string names a folder or archive rather than a package (a URL is neither)."""
+    if "://" in text:
+        return False
     return (text in (".", "..") or text.startswith(("./", "../", "/", "~", ".\\", "..\\"))
             or "/" in text or os.sep in text or text.endswith(".nnpm"))
 
