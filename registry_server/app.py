@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -12,6 +11,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from nnpm._version import __version__
+from nnpm.fsutil import remove_tree
 from registry_server import error_responses
 from registry_server.db.engine import make_engine, session_factory
 from registry_server.routes import blobs, meta, packages, pages
@@ -37,12 +37,9 @@ def sweep_tmp(tmp_dir: Path, older_than: float = STALE_TMP_AFTER) -> int:
         try:
             if entry.lstat().st_mtime >= cutoff:
                 continue
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry, ignore_errors=True)
-            else:
-                entry.unlink(missing_ok=True)
+            remove_tree(entry)
             removed += 1
-        except FileNotFoundError:
+        except OSError:  # gone meanwhile, or not ours to remove: the next start tries again
             continue
     return removed
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,7 @@ from typing import Any
 
 from nnpm.errors import ManifestError, ModelError, NnpmError, PackageSafetyError, error_for_code
 from nnpm.format.manifest import Manifest
+from nnpm.fsutil import remove_tree
 
 _ROOT = Path(__file__).resolve().parent.parent
 # Reading a model can take the worker's whole memory limit; a few at a time per process.
@@ -45,7 +45,10 @@ def check_model(manifest: Manifest, store: Any, settings: Any) -> None:
             info = run_worker(workdir, manifest.project.model.file,
                               timeout=settings.validate_timeout, memory=settings.validate_memory)
         finally:
-            shutil.rmtree(workdir, ignore_errors=True)
+            try:
+                remove_tree(workdir)
+            except OSError:  # scratch space; the start-up sweep removes what is left
+                pass
     compare(manifest, info)
 
 
