@@ -57,11 +57,22 @@ def build(folder: Path, *, allow_hardlinks: bool = False) -> Built:
     if info is not None:
         manifest = Manifest(project=project, files=tuple(entries), signature=info.signature,
                             opsets=info.opsets, ir_version=info.ir_version, params=info.params)
-    size = len(manifest.to_json())
-    if size > MAX_MANIFEST_BYTES:
-        raise PackageSafetyError(f"the manifest would be {size} bytes, over the limit of {MAX_MANIFEST_BYTES}",
+    _check_labels(project, paths)
+    raw = manifest.to_json()
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise PackageSafetyError(f"the manifest would be {len(raw)} bytes, over the limit of {MAX_MANIFEST_BYTES}",
                                  hint="list fewer files (put many small files in one archive file)")
+    # Parsed back as a registry parses it: whatever the registry would refuse, pack refuses first.
+    Manifest.from_json(raw, file=str(folder / "nnpm.toml"))
     return Built(manifest, paths)
+
+
+def _check_labels(project: Project, paths: dict[str, Path]) -> None:
+    from nnpm.format.labels import parse_labels
+
+    for info in (project.model.outputs.values() if project.model else ()):
+        if info.labels:
+            parse_labels(paths[info.labels].read_bytes(), path=info.labels)
 
 
 def default_archive_name(manifest: Manifest) -> str:

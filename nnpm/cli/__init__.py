@@ -64,9 +64,11 @@ def main() -> None:
 
 
 def _fail(line: str) -> None:
+    from nnpm.cli.output import literal
+
     if state.verbose:
         import traceback
 
         traceback.print_exc()
-    print(f"error: {line}", file=sys.stderr)
+    print(f"error: {literal(line)}", file=sys.stderr)
     sys.exit(1)

@@ -11,16 +11,31 @@ if TYPE_CHECKING:
 
 ENV = typer.Option(None, "--env", "-e", help="Environment (default: NNPM_ENV or 'default').")
 REGISTRY = typer.Option(None, "--registry", help="Registry URL (default: NNPM_REGISTRY or the one you logged in to).")
-TOKEN = typer.Option(None, "--token", help="API token (default: NNPM_TOKEN or the one saved by 'nnpm login').")
+TOKEN = typer.Option(None, "--token", help="API token (default: NNPM_TOKEN or the one saved by 'nnpm login'); "
+                     "visible to other users of this machine, so prefer NNPM_TOKEN.")
+TOKEN_WARNING = ("warning: a token on the command line can be read by other users of this machine (ps, shell "
+                 "history); prefer NNPM_TOKEN, 'nnpm login' (which asks for it) or --token-stdin")
 
 
-def registry_client(registry: str | None, token: str | None, *, need_token: bool = True) -> "RegistryClient":
-    """A RegistryClient from the resolved settings; ConfigError when registry or token is missing."""
+def warn_command_line_token(token: str | None) -> None:
+    """Say once, on stderr, that a token given as an argument is exposed."""
+    if token:
+        import sys
+
+        print(TOKEN_WARNING, file=sys.stderr)
+
+
+def registry_client(registry: str | None, token: str | None, *, need_token: bool = True,
+                    token_value: str | None = None) -> "RegistryClient":
+    """A RegistryClient from the resolved settings; ConfigError when registry or token is missing.
+
+    `token` comes from a --token argument (warned about); `token_value` from a prompt or stdin."""
     from nnpm.client.api import RegistryClient
     from nnpm.config import load_settings
     from nnpm.errors import ConfigError
 
-    settings = load_settings(registry=registry, token=token)
+    warn_command_line_token(token)
+    settings = load_settings(registry=registry, token=token or token_value)
     url = settings.require_registry()
     if need_token and not settings.token:
         raise ConfigError(f"no token for {url}",

@@ -43,7 +43,7 @@ def install(
     if locked:
         if specs:
             raise ManifestError("--locked installs what the lock file says; give no package names with it")
-        result = inst.install_locked(Lock.read(Path(lock_file)) if lock_file else None)
+        result = inst.install_locked(Lock.read(Path(lock_file), missing_ok=False) if lock_file else None)
     else:
         if not specs:
             raise ManifestError("nothing to install", hint="e.g. nnpm install resnet18, or --locked")

@@ -4,21 +4,35 @@ from __future__ import annotations
 
 import typer
 
-from nnpm.cli.common import registry_client
+from nnpm.cli.common import registry_client, warn_command_line_token
+from nnpm.cli.output import say
 
 
 def login(
     registry: str = typer.Option(..., "--registry", help="Registry URL, e.g. http://localhost:8000."),
-    token: str = typer.Option(..., "--token", prompt=True, hide_input=True,
-                              help="API token ('nnpm registry user add NAME' prints one); asked for when omitted."),
+    token: str = typer.Option(None, "--token", help="API token; visible to other users of this machine, so prefer "
+                              "the prompt (asked for when no token is given), NNPM_TOKEN or --token-stdin."),
+    token_stdin: bool = typer.Option(False, "--token-stdin", help="Read the token from standard input."),
 ) -> None:
     """Check a token against a registry and save both as your default (config.toml, mode 0600)."""
-    from nnpm.config import home_dir, save_login
+    import os
+    import sys
 
-    with registry_client(registry, token) as client:
+    from nnpm.config import home_dir, save_login
+    from nnpm.errors import ConfigError
+
+    if token_stdin:
+        token = sys.stdin.readline().strip()
+    elif token:
+        warn_command_line_token(token)
+    else:
+        token = os.environ.get("NNPM_TOKEN") or typer.prompt("API token", hide_input=True)
+    if not token:
+        raise ConfigError("no token given", hint="'nnpm registry user add NAME' prints one")
+    with registry_client(registry, None, need_token=False, token_value=token) as client:
         user = client.whoami()
     path = save_login(home_dir(), client.url, token)
-    typer.echo(f"logged in to {client.url} as {user} (saved in {path})")
+    say(f"logged in to {client.url} as {user} (saved in {path})")
 
 
 def register(app: typer.Typer) -> None:

@@ -1,4 +1,9 @@
-"""How the CLI shows packages: signature tables and one-paragraph summaries."""
+"""How the CLI shows things: literal text, signature tables and one-paragraph summaries.
+
+Text from a package or a registry (descriptions, tags, names, labels, errors) is printed
+literally: rich markup is off (`[/]` or `[link=...]` in a description is just text) and
+control characters are shown escaped (`\x1b`), never sent to the terminal.
+"""
 
 from __future__ import annotations
 
@@ -12,22 +17,28 @@ if TYPE_CHECKING:
     from nnpm.format.manifest import Manifest, Signature
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def literal(text: object) -> str:
+    """Text made safe for a terminal: control and bidi-override characters escaped (newlines and tabs kept)."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
+                        else f"\\u{ord(m.group()):04x}", str(text))
+
+
 def console():
-    """A rich console on stdout (plain when not a terminal)."""
+    """A rich console on stdout (plain when not a terminal) that never reads markup in what it prints."""
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=True)
-
-
-_MARKUP = re.compile(r"\[/?(bold|dim)\]")
+    return Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
 
 
 def say(text: str) -> None:
-    """Print one line: through rich on a terminal, plain otherwise (rich costs ~20 ms to import)."""
+    """Print one line literally: through rich on a terminal, plain otherwise (rich costs ~20 ms to import)."""
     if sys.stdout.isatty():
-        console().print(text)
+        console().print(literal(text))
     else:
-        print(_MARKUP.sub("", text), flush=True)
+        print(literal(text), flush=True)
 
 
 def human_size(n: int) -> str:
@@ -48,14 +59,16 @@ def signature_table(sig: "Signature") -> "Table":
         table.add_column(col)
     for side, specs in (("input", sig.inputs), ("output", sig.outputs)):
         for t in specs:
-            table.add_row(side, t.name, t.dtype, t.shape_text())
+            table.add_row(side, literal(t.name), literal(t.dtype), literal(t.shape_text()))
     return table
 
 
 def summary(m: "Manifest") -> None:
     """Print name, version, description, signature, params and size of a manifest."""
+    from rich.text import Text
+
     out = console()
-    out.print(f"[bold]{m.name}[/bold] {m.version}  {m.project.description}")
+    out.print(Text.assemble((m.name, "bold"), f" {m.version}  {literal(m.project.description)}"))
     if m.project.pipeline:
         out.print("  pipeline: " + " -> ".join(m.project.pipeline.steps))
     if m.signature:

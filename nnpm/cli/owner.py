@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from nnpm.cli.common import REGISTRY, TOKEN, registry_client
+from nnpm.cli.output import say
 
 owner_app = typer.Typer(help="See and change the owners of a package.", no_args_is_help=True)
 
@@ -30,7 +31,7 @@ def owner_add(
     """Let another user publish and yank a package you own."""
     with registry_client(registry, token) as client:
         owners = client.add_owner(_name(name), user)
-    typer.echo(f"owners of {_name(name)}: {', '.join(owners)}")
+    say(f"owners of {_name(name)}: {', '.join(owners)}")
 
 
 @owner_app.command("list")
@@ -41,7 +42,7 @@ def owner_list(
     """Show who owns a package."""
     with registry_client(registry, None, need_token=False) as client:
         owners = client.owners(_name(name))
-    typer.echo(f"owners of {_name(name)}: {', '.join(owners)}")
+    say(f"owners of {_name(name)}: {', '.join(owners)}")
 
 
 def register(app: typer.Typer) -> None:

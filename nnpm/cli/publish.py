@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from nnpm.cli.common import REGISTRY, TOKEN, registry_client
+from nnpm.cli.output import say
 
 
 def publish(
@@ -24,11 +25,11 @@ def publish(
     what = (f"{len(result.uploaded)} files, {human_size(result.bytes_sent)} uploaded, "
             f"{len(result.skipped)} skipped")
     if result.created:
-        typer.echo(f"published {result.name} {result.version} to {client.url} ({what})")
+        say(f"published {result.name} {result.version} to {client.url} ({what})")
     else:
-        typer.echo(f"{result.name} {result.version} was already published to {client.url} "
+        say(f"{result.name} {result.version} was already published to {client.url} "
                    f"with identical content ({what})")
-    typer.echo(f"model card: {client.url}/packages/{result.name}")
+    say(f"model card: {client.url}/packages/{result.name}")
 
 
 def register(app: typer.Typer) -> None:

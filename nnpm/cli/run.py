@@ -26,7 +26,7 @@ def run(
     env: Optional[str] = typer.Option(None, "--env", "-e", help="Environment (default: NNPM_ENV or 'default')."),
 ) -> None:
     """Run a model once on .npy inputs and show (or save) its outputs."""
-    from nnpm.cli.output import console
+    from nnpm.cli.output import console, literal
     from nnpm.runtime.load import load
 
     model = load(name, env=env)
@@ -39,7 +39,7 @@ def run(
         return
     for name, value in outputs.items():
         for line in describe_output(model, name, value, top):
-            out.print(line, markup=False)
+            out.print(literal(line))
 
 
 def read_inputs(items: list[str], names: list[str]) -> "dict[str, np.ndarray]":

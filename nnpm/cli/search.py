@@ -12,15 +12,18 @@ def search(
     registry: str = REGISTRY,
 ) -> None:
     """Search the registry."""
-    from nnpm.cli.output import console
+    from rich.text import Text
+
+    from nnpm.cli.output import console, literal
 
     with registry_client(registry, None, need_token=False) as client:
         results = client.search(query)
     out = console()
     if not results:
-        out.print(f"no packages match {query!r}")
+        out.print(f"no packages match {literal(repr(query))}")
     for r in results:
-        out.print(f"[bold]{r['name']}[/bold] {r['version']}  {r.get('description', '')}")
+        out.print(Text.assemble((literal(r.get("name", "?")), "bold"),
+                                f" {literal(r.get('version', '?'))}  {literal(r.get('description', ''))}"))
 
 
 def register(app: typer.Typer) -> None:

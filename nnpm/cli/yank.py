@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from nnpm.cli.common import REGISTRY, TOKEN, registry_client
+from nnpm.cli.output import say
 
 
 def yank(
@@ -19,7 +20,7 @@ def yank(
     name, version = parse_pin(spec)
     with registry_client(registry, token) as client:
         client.yank(name, str(version), reason)
-    typer.echo(f"yanked {name} {version}: {reason}")
+    say(f"yanked {name} {version}: {reason}")
 
 
 def unyank(
@@ -33,7 +34,7 @@ def unyank(
     name, version = parse_pin(spec)
     with registry_client(registry, token) as client:
         client.unyank(name, str(version))
-    typer.echo(f"restored {name} {version}")
+    say(f"restored {name} {version}")
 
 
 def register(app: typer.Typer) -> None:

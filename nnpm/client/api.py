@@ -26,7 +26,7 @@ from nnpm.errors import ConfigError, IntegrityError, ManifestError, NnpmError, R
 from nnpm.format.fields import canonical_name, is_digest, parse_version
 from nnpm.format.limits import MAX_ERROR_BODY_BYTES, MAX_PACKUMENT_BYTES
 from nnpm.format.manifest import Manifest
-from nnpm.format.packument import Packument
+from nnpm.format.packument import Packument, Release
 from nnpm.hashing import CHUNK
 
 MAX_JSON = MAX_PACKUMENT_BYTES   # a packument or answer larger than this is refused
@@ -222,6 +222,20 @@ class RegistryClient:
     def version(self, name: str, version: str) -> dict:
         """One version: name, version, yanked, yanked_reason, published_at and the full manifest."""
         return self._get_json("GET", f"/packages/{_name(name)}/{_version(version)}", f"{name} {version}")
+
+    def release(self, name: str, version: str) -> Release:
+        """One version as a typed Release whose manifest is checked to be that very version's."""
+        data = self.version(name, version)
+        release = Release.from_dict(canonical_name(name, key="name"), data)
+        if release is None or release.version != parse_version(str(version), key="version"):
+            raise RegistryError(f"the registry at {safe_url(self.url)} answered for another version than "
+                                f"{name} {version}")
+        try:
+            release.manifest
+        except ManifestError as exc:
+            raise RegistryError(f"the registry at {safe_url(self.url)} sent a bad manifest: {exc.message}",
+                                hint=exc.hint) from None
+        return release
 
     def owners(self, name: str) -> list[str]:
         """The users who may publish and yank a package."""

@@ -16,8 +16,14 @@ from packaging.version import InvalidVersion, Version
 from nnpm.errors import ManifestError
 from nnpm.format.limits import MAX_LIST_ITEMS, MAX_NAME_LENGTH, MAX_PATH_LENGTH, MAX_TEXT_LENGTH
 
-# PEP 508 project names; the length cap keeps URLs and paths sane.
-_NAME_RE = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])\Z", re.IGNORECASE)
+# PEP 508 project names, ASCII only: under IGNORECASE without ASCII, [A-Z] also matches 'ſ' and 'ı'
+# (they upper-case to S and I), which would let look-alikes of existing names in.
+_NAME_RE = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])\Z", re.IGNORECASE | re.ASCII)
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+# Names nnpm itself uses beside or inside a package folder (the archive's manifest, an author's
+# nnpm.toml, a lock, install records, a project's .nnpm/ folder): no package file may take them.
+RESERVED_PATHS = frozenset({"manifest.json", "nnpm.toml", "nnpm.lock", "stat.json", ".stat.json"})
+RESERVED_FOLDERS = frozenset({".nnpm"})
 _MAX_NAME = MAX_NAME_LENGTH
 DIGEST_RE = re.compile(r"^[0-9a-f]{64}\Z")
 
@@ -67,7 +73,21 @@ def check_relpath(value: Any, *, file: str | None = None, key: str) -> str:
     if bad or any(p in ("", ".", "..") for p in parts) or len(value) > MAX_PATH_LENGTH:
         raise ManifestError(f"path {value!r} leaves the package folder or is not a plain relative path",
                             file=file, key=key, hint="use a relative path inside the package, like 'labels.txt'")
+    if _CONTROL_RE.search(value):
+        raise ManifestError(f"path {value!r} contains control characters", file=file, key=key)
+    if value in RESERVED_PATHS or parts[0] in RESERVED_FOLDERS:
+        raise ManifestError(f"path {value!r} is a name nnpm keeps for itself", file=file, key=key,
+                            hint="rename the file; reserved: " + ", ".join(sorted(RESERVED_PATHS | RESERVED_FOLDERS)))
     return str(PurePosixPath(value))
+
+
+def check_printable(value: str, *, file: str | None = None, key: str) -> str:
+    """Refuse text with control or bidirectional-override characters (they would reach people's terminals)."""
+    match = _CONTROL_RE.search(value)
+    if match:
+        raise ManifestError(f"contains the control character U+{ord(match.group()):04X}", file=file, key=key,
+                            hint="remove control characters (escape sequences, NUL, line breaks) from the text")
+    return value
 
 
 def table(data: Any, key: str, file: str | None, allowed: set[str] | None = None) -> dict:
@@ -94,15 +114,17 @@ def text(data: dict, key: str, file: str | None, prefix: str, *, required: bool 
         raise ManifestError(f"must be a string, got {type(value).__name__}", file=file, key=f"{prefix}.{key}")
     if len(value) > MAX_TEXT_LENGTH:
         raise ManifestError(f"is longer than {MAX_TEXT_LENGTH} characters", file=file, key=f"{prefix}.{key}")
-    return value
+    return check_printable(value, file=file, key=f"{prefix}.{key}")
 
 
-def text_list(data: dict, key: str, file: str | None, prefix: str) -> tuple[str, ...]:
-    """A list of non-empty strings at `data[key]` (bounded in count), () when absent."""
+def text_list(data: dict, key: str, file: str | None, prefix: str, *, printable: bool = True) -> tuple[str, ...]:
+    """A list of non-empty strings at `data[key]` (bounded in count), () when absent.
+
+    `printable=False` leaves the characters to a stricter check by the caller (paths, names)."""
     value = data.get(key, [])
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value) or len(value) > MAX_LIST_ITEMS:
         raise ManifestError(f"must be a list of up to {MAX_LIST_ITEMS} non-empty strings", file=file, key=f"{prefix}.{key}")
-    return tuple(value)
+    return tuple(check_printable(v, file=file, key=f"{prefix}.{key}") if printable else v for v in value)
 
 
 def is_digest(value: str) -> bool:

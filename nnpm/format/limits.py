@@ -21,11 +21,13 @@ MAX_USER_NAME_LENGTH = 64
 
 # files and manifests
 MAX_FILES = 10_000               # files in one package
+MAX_NAMES_PER_BLOB = 8           # paths in one package that may hold the same bytes
 MAX_FILE_SIZE = 64 * GIB         # one file; the graph itself obeys MAX_PROTO_SIZE
 MAX_PROTO_SIZE = 2 * GIB - 1     # protobuf cannot parse a message of 2 GiB or more
 MAX_MANIFEST_BYTES = 4 * MIB     # manifest.json, in an archive or a publish
 MAX_JSON_DEPTH = 32              # nesting of any JSON body a registry parses
 MAX_README_BYTES = 1 * MIB       # README rendered on a model card
+MAX_LABELS_BYTES = 16 * MIB      # one labels file (one class name per line)
 MAX_SIGNATURE_PORTS = 10_000     # inputs or outputs of one graph
 
 # transfers

@@ -13,8 +13,8 @@ from typing import Any
 from packaging.version import Version
 
 from nnpm.errors import ManifestError
-from nnpm.format.fields import DIGEST_RE, check_relpath, table
-from nnpm.format.limits import MAX_FILES, MAX_SIGNATURE_PORTS
+from nnpm.format.fields import DIGEST_RE, check_printable, check_relpath, table
+from nnpm.format.limits import MAX_FILES, MAX_NAMES_PER_BLOB, MAX_SIGNATURE_PORTS
 from nnpm.format.project import TOP_KEYS, Project, project_from_dict, project_to_dict
 
 FORMAT = 1
@@ -69,6 +69,8 @@ class Signature:
                 name, dtype, shape = item.get("name"), item.get("dtype"), item.get("shape")
                 if not isinstance(name, str) or not isinstance(dtype, str):
                     raise ManifestError("needs string name and dtype", file=file, key=key)
+                check_printable(name, file=file, key=f"{key}.name")
+                check_printable(dtype, file=file, key=f"{key}.dtype")
                 if shape is not None and (not isinstance(shape, list) or not all(
                         d is None or isinstance(d, str) or (isinstance(d, int) and not isinstance(d, bool))
                         for d in shape)):
@@ -202,11 +204,30 @@ def _parse_files(items: Any, file: str | None) -> tuple[FileEntry, ...]:
             raise ManifestError("sha256 must be 64 lowercase hex digits", file=file, key=f"{key}.sha256")
         out.append(FileEntry(path, size, digest))
     paths = [f.path for f in out]
-    if len(set(paths)) != len(paths):
-        raise ManifestError("lists a path twice", file=file, key="files")
-    for p in paths:  # a file cannot also be a folder of another file
-        if any(q.startswith(p + "/") for q in paths):
-            raise ManifestError(f"{p!r} is both a file and a folder", file=file, key="files")
     if paths != sorted(paths):
         raise ManifestError("must be sorted by path", file=file, key="files")
+    if len(set(paths)) != len(paths):
+        raise ManifestError("lists a path twice", file=file, key="files")
+    _check_no_file_is_a_folder(paths, file)
+    _check_names_per_blob(out, file)
     return tuple(out)
+
+
+def _check_no_file_is_a_folder(paths: list[str], file: str | None) -> None:
+    """A file cannot also be a folder of another file; linear in the total length of the paths."""
+    folders = {p[:i] for p in paths for i, ch in enumerate(p) if ch == "/"}
+    clash = folders.intersection(paths)
+    if clash:
+        raise ManifestError(f"{min(clash)!r} is both a file and a folder", file=file, key="files")
+
+
+def _check_names_per_blob(entries: list[FileEntry], file: str | None) -> None:
+    """The same bytes under a few names is an author's choice; under thousands, an amplification attack."""
+    counts: dict[str, int] = {}
+    for entry in entries:
+        counts[entry.sha256] = counts.get(entry.sha256, 0) + 1
+    digest, most = max(counts.items(), key=lambda kv: kv[1], default=("", 0))
+    if most > MAX_NAMES_PER_BLOB:
+        raise ManifestError(f"lists the same file (sha256:{digest[:12]}…) under {most} names; "
+                            f"at most {MAX_NAMES_PER_BLOB} are allowed", file=file, key="files",
+                            hint="keep one copy and refer to it from the others' users")

@@ -7,14 +7,19 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nnpm.errors import ModelError, PackageSafetyError
+from nnpm.errors import ManifestError, ModelError, PackageSafetyError
+from nnpm.format.fields import check_printable
 from nnpm.format.limits import MAX_PROTO_SIZE
 from nnpm.format.manifest import Signature, TensorSpec
 from nnpm.format.safety import check_file, check_location
+
+# Operator domains onnxruntime's own builds implement; anything else needs a custom-op library.
+STANDARD_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml", "ai.onnx.preview.training", "com.microsoft"})
 
 # numpy-style names people know, keyed by TensorProto enum name.
 _DTYPES = {
@@ -72,23 +77,51 @@ def signature_of(graph: Any) -> Signature:
     return Signature(inputs=specs(v for v in graph.input if v.name not in inits), outputs=specs(graph.output))
 
 
-def _tensors(graph: Any):
+def _graph_tensors(graph: Any) -> Iterator[Any]:
     """Every TensorProto in a graph and its subgraphs (initializers and attribute tensors)."""
-    from onnx import AttributeProto
-
     yield from graph.initializer
     yield from (s.values for s in graph.sparse_initializer)
     for node in graph.node:
+        yield from _node_tensors(node)
+
+
+def _node_tensors(node: Any) -> Iterator[Any]:
+    from onnx import AttributeProto
+
+    for attr in node.attribute:
+        if attr.type == AttributeProto.TENSOR:
+            yield attr.t
+        elif attr.type == AttributeProto.TENSORS:
+            yield from attr.tensors
+        elif attr.type == AttributeProto.SPARSE_TENSOR:
+            yield attr.sparse_tensor.values
+        elif attr.type == AttributeProto.GRAPH:
+            yield from _graph_tensors(attr.g)
+        elif attr.type == AttributeProto.GRAPHS:
+            for g in attr.graphs:
+                yield from _graph_tensors(g)
+
+
+def tensors(model: Any) -> Iterator[Any]:
+    """Every TensorProto a model holds: its graph, its training graphs and its local functions."""
+    yield from _graph_tensors(model.graph)
+    for info in model.training_info:
+        yield from _graph_tensors(info.initialization)
+        yield from _graph_tensors(info.algorithm)
+    for function in model.functions:
+        for node in function.node:
+            yield from _node_tensors(node)
+
+
+def _nodes(graph: Any) -> Iterator[Any]:
+    """Every node of a graph and its subgraphs."""
+    for node in graph.node:
+        yield node
         for attr in node.attribute:
-            if attr.type == AttributeProto.TENSOR:
-                yield attr.t
-            elif attr.type == AttributeProto.TENSORS:
-                yield from attr.tensors
-            elif attr.type == AttributeProto.GRAPH:
-                yield from _tensors(attr.g)
-            elif attr.type == AttributeProto.GRAPHS:
-                for g in attr.graphs:
-                    yield from _tensors(g)
+            if attr.HasField("g"):
+                yield from _nodes(attr.g)
+            for sub in attr.graphs:
+                yield from _nodes(sub)
 
 
 def _nbytes(tensor: Any) -> int | None:
@@ -102,7 +135,7 @@ def _nbytes(tensor: Any) -> int | None:
     return math.prod(tensor.dims) * itemsize
 
 
-def _check_external(tensor: Any, root: Path, model_dir: str, allow_hardlinks: bool) -> str:
+def check_external(tensor: Any, root: Path, model_dir: str, allow_hardlinks: bool) -> str:
     """Check one external-data tensor's location and byte range; return its file relative to root."""
     entries = {e.key: e.value for e in tensor.external_data}
     location = entries.get("location", "")
@@ -124,21 +157,49 @@ def _check_external(tensor: Any, root: Path, model_dir: str, allow_hardlinks: bo
     return os.path.normpath(rel).replace(os.sep, "/")
 
 
-def _external_as_inputs(model: Any) -> Any:
-    """A copy of `model` whose external initializers are graph inputs, so checking reads no data files."""
-    from onnx import ModelProto, TensorProto, helper
+def _without_external_data(model: Any) -> Any:
+    """A copy of `model` in which no tensor points at a data file, so the checker reads none.
+
+    The checker refuses hard-linked data files (as installed and validated packages have), and
+    resolves locations against the working directory when given a proto. Every location was
+    checked by `_check_external` already; here each external tensor becomes an empty tensor of
+    the same rank (a scalar: zeros), which the checker accepts without reading anything.
+    """
+    from onnx import ModelProto, TensorProto
 
     copy = ModelProto()
     copy.CopyFrom(model)
-    graph = copy.graph
-    moved = [t for t in graph.initializer if t.data_location == TensorProto.EXTERNAL]
-    kept = [t for t in graph.initializer if t.data_location != TensorProto.EXTERNAL]
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
-    inputs = {i.name for i in graph.input}
-    graph.input.extend(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
-                       for t in moved if t.name not in inputs)
+    for tensor in tensors(copy):
+        if tensor.data_location == TensorProto.EXTERNAL:
+            del tensor.external_data[:]
+            tensor.data_location = TensorProto.DEFAULT
+            if len(tensor.dims):
+                tensor.dims[:] = [0] * len(tensor.dims)
+            else:
+                tensor.raw_data = b"\0" * (_nbytes(tensor) or 0)
     return copy
+
+
+def _check_domains(model: Any, rel: str) -> None:
+    """Refuse operators that need a custom-op library: nnpm never loads native code a package asks for."""
+    local = {f.domain for f in model.functions}
+    nodes = [*_nodes(model.graph), *(n for f in model.functions for n in f.node)]
+    for info in model.training_info:
+        nodes += [*_nodes(info.initialization), *_nodes(info.algorithm)]
+    for node in nodes:
+        if node.domain not in STANDARD_DOMAINS and node.domain not in local:
+            raise ModelError(f"{rel!r} uses operator {node.op_type!r} from domain {node.domain!r}, which needs a "
+                             "custom-op library", hint="nnpm runs standard ONNX, ONNX-ML and onnxruntime's "
+                             "com.microsoft operators only; export the model without custom operators")
+
+
+def _check_port_names(signature: Signature, rel: str) -> None:
+    for spec in (*signature.inputs, *signature.outputs):
+        try:
+            check_printable(spec.name, key="name")
+        except ManifestError:
+            raise ModelError(f"{rel!r} names an input or output {spec.name!r} with control characters",
+                             hint="rename it when exporting the model") from None
 
 
 def read_model(root: Path, rel: str, *, allow_hardlinks: bool = False) -> ModelInfo:
@@ -158,16 +219,16 @@ def read_model(root: Path, rel: str, *, allow_hardlinks: bool = False) -> ModelI
     if not model.HasField("graph") or not model.opset_import:
         raise ModelError(f"{rel!r} is not an ONNX model (no graph or no opset imports)",
                          hint="the file may be truncated or not ONNX at all")
+    _check_domains(model, rel)
     model_dir = os.path.dirname(rel)
     external = []
     from onnx import TensorProto
-    for tensor in _tensors(model.graph):
+    for tensor in tensors(model):
         if tensor.data_location == TensorProto.EXTERNAL:
-            external.append(_check_external(tensor, root, model_dir, allow_hardlinks))
+            external.append(check_external(tensor, root, model_dir, allow_hardlinks))
     try:
-        if external and allow_hardlinks:
-            # The path checker refuses hard-linked data files; every location was checked above.
-            onnx.checker.check_model(_external_as_inputs(model))
+        if external:
+            onnx.checker.check_model(_without_external_data(model))
         else:
             onnx.checker.check_model(str(path))
     except Exception as exc:  # ValidationError, or a C++ error for odd files
@@ -175,8 +236,10 @@ def read_model(root: Path, rel: str, *, allow_hardlinks: bool = False) -> ModelI
         raise ModelError(f"{rel!r} fails the ONNX checker: {first}") from None
     params = sum(math.prod(t.dims) for t in model.graph.initializer)
     params += sum(math.prod(s.values.dims) for s in model.graph.sparse_initializer)
+    signature = signature_of(model.graph)
+    _check_port_names(signature, rel)
     return ModelInfo(
-        signature=signature_of(model.graph),
+        signature=signature,
         opsets={o.domain or "": o.version for o in model.opset_import},
         ir_version=model.ir_version,
         params=params,

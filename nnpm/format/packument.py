@@ -49,8 +49,13 @@ class Release:
 
     @cached_property
     def manifest(self) -> Manifest:
-        """The full manifest, strictly validated; ManifestError naming this release when it is not valid."""
-        return Manifest.from_dict(self.manifest_data, file=f"{self.name} {self.version}")
+        """The full manifest, strictly validated and about this very release; ManifestError otherwise."""
+        manifest = Manifest.from_dict(self.manifest_data, file=f"{self.name} {self.version}")
+        if manifest.name != self.name or manifest.version != self.version:
+            raise ManifestError(f"the manifest given for {self.name} {self.version} is the manifest of "
+                                f"{manifest.name} {manifest.version}",
+                                hint="the registry is serving the wrong manifest; tell its operator")
+        return manifest
 
     @classmethod
     def from_manifest(cls, manifest: Manifest) -> "Release":

@@ -14,7 +14,16 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 from nnpm.errors import ManifestError
-from nnpm.format.fields import canonical_name, check_relpath, parse_specifier, parse_version, table, text, text_list
+from nnpm.format.fields import (
+    canonical_name,
+    check_printable,
+    check_relpath,
+    parse_specifier,
+    parse_version,
+    table,
+    text,
+    text_list,
+)
 
 TOML_NAME = "nnpm.toml"
 
@@ -91,6 +100,7 @@ def _parse_model(data: Any, file: str | None) -> ModelSection:
     outputs = {}
     for out_name, info in table(data.get("outputs", {}), "model.outputs", file).items():
         key = f"model.outputs.{out_name}"
+        check_printable(out_name, file=file, key=key)
         info = table(info, key, file, {"labels"})
         labels = text(info, "labels", file, key)
         outputs[out_name] = OutputInfo(labels=check_relpath(labels, file=file, key=f"{key}.labels")
@@ -102,12 +112,13 @@ def _parse_port(value: Any, file: str | None, key: str) -> str:
     if not isinstance(value, str) or not _PORT_RE.match(value):
         raise ManifestError(f"{value!r} is not a port", file=file, key=key,
                             hint="write ports as 'step.port', e.g. 'resnet18.input'")
+    check_printable(value, file=file, key=key)
     return value
 
 
 def _parse_pipeline(data: Any, file: str | None) -> PipelineSection:
     data = table(data, "pipeline", file, _PIPELINE_KEYS)
-    steps = tuple(canonical_name(s, file=file, key="pipeline.steps") for s in text_list(data, "steps", file, "pipeline"))
+    steps = tuple(canonical_name(s, file=file, key="pipeline.steps") for s in text_list(data, "steps", file, "pipeline", printable=False))
     if not steps:
         raise ManifestError("needs at least one step", file=file, key="pipeline.steps")
     if len(set(steps)) != len(steps):
@@ -119,6 +130,8 @@ def _parse_pipeline(data: Any, file: str | None) -> PipelineSection:
         for k, v in entries.items():
             if part == "connect":
                 _parse_port(k, file, f"pipeline.connect.{k}")
+            else:
+                check_printable(k, file=file, key=f"pipeline.{part}.{k}")
             tables[part][k] = _parse_port(v, file, f"pipeline.{part}.{k}")
     return PipelineSection(steps=steps, **tables)
 
@@ -169,7 +182,7 @@ def project_from_dict(data: Any, *, file: str | None = TOML_NAME) -> Project:
                                     hint=f"add it under [dependencies], e.g. {step} = \">=1\"")
     files = table(data.get("files", {}), "files", file, {"include"})
     include = tuple(check_relpath(p, file=file, key="files.include")
-                    for p in text_list(files, "include", file, "files"))
+                    for p in text_list(files, "include", file, "files", printable=False))
     return Project(
         name=name, version=version,
         description=text(pkg, "description", file, "package", default="") or "",

@@ -2,8 +2,10 @@
 
     NNPM_HOME/envs/<env>/
       nnpm.lock                 the record: exact versions, sources, every file's sha256
-      pkgs/<name>-<version>/    files hard-linked from the store, plus manifest.json and
-                                .stat.json (size, mtime, inode per file at install time)
+      pkgs/<name>-<version>/
+        files/...               the package's files, hard-linked from the store (read-only)
+        manifest.json           nnpm's record: the package's canonical manifest
+        stat.json               (size, mtime, inode) per file at install time
       cache/                    derived files (fused pipeline graphs)
       .install.lock             serialises installs into this env
 
@@ -11,13 +13,16 @@ A state change prepares every new package folder aside (under a temp name, renam
 when complete), then replaces nnpm.lock atomically, then removes folders the new lock
 no longer names. The lock is therefore always the old one or the new one, and every
 folder it names is complete: a killed install leaves the old state.
+
+nnpm's records never share a folder with the package's files, so no package file can be
+named like a record, and nnpm never writes through a link into the store.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-import stat as statmod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,7 +30,7 @@ from typing import TYPE_CHECKING
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from nnpm.errors import EnvError, IntegrityError, NotInstalledError
+from nnpm.errors import EnvError, IntegrityError, NotInstalledError, PackageSafetyError
 from nnpm.format.manifest import MANIFEST_NAME, Manifest
 from nnpm.fsutil import atomic_write, remove_tree
 from nnpm.install.lockfile import LOCK_NAME, Lock, LockedPackage
@@ -34,12 +39,18 @@ if TYPE_CHECKING:
     from nnpm.config import Settings
     from nnpm.install.store import Store
 
-_STAT_NAME = ".stat.json"
+FILES_DIR = "files"          # the package's own files, exactly as its manifest lists them
+STAT_NAME = "stat.json"      # nnpm's record beside them: (size, mtime, inode) per file at link time
+
+
+def repair_hint(name: str, version: object) -> str:
+    """The command that puts a damaged installed package right (re-verifies and re-fetches its blobs)."""
+    return f"run 'nnpm install --force {name}=={version}'"
 
 
 @dataclass(frozen=True)
 class InstalledPackage:
-    """A package present in an environment."""
+    """A package present in an environment: its files under `path`, nnpm's records in `path.parent`."""
 
     name: str
     version: Version
@@ -47,29 +58,34 @@ class InstalledPackage:
     manifest: Manifest
 
     def verify(self) -> None:
-        """Check every file's size, and its sha256 when its stat changed since install."""
+        """Check the folders are real, every file's size, and its sha256 when its stat changed since install."""
+        from nnpm.format.safety import check_file
+
+        for folder in (self.path.parent, self.path):
+            if folder.is_symlink() or not folder.is_dir():
+                raise IntegrityError(f"{self.name} {self.version}: {folder} is not the folder nnpm installed "
+                                     "(a link or missing)", hint=repair_hint(self.name, self.version))
         try:
-            recorded = json.loads((self.path / _STAT_NAME).read_text())
+            recorded = json.loads((self.path.parent / STAT_NAME).read_text())
         except (OSError, ValueError):
             recorded = {}
         for entry in self.manifest.files:
-            path = self.path / entry.path
             try:
-                st = os.lstat(path)
-            except FileNotFoundError:
-                raise IntegrityError(f"{self.name} {self.version}: {entry.path} is missing",
-                                     hint=f"run 'nnpm install --force {self.name}=={self.version}'") from None
-            if not statmod.S_ISREG(st.st_mode) or st.st_size != entry.size:
+                path = check_file(self.path, entry.path, allow_hardlinks=True, what="installed file")
+            except PackageSafetyError as exc:
+                raise IntegrityError(f"{self.name} {self.version}: {exc.message}",
+                                     hint=repair_hint(self.name, self.version)) from None
+            st = os.lstat(path)
+            if st.st_size != entry.size:
                 raise IntegrityError(f"{self.name} {self.version}: {entry.path} was changed after install "
                                      f"(size {st.st_size}, expected {entry.size})",
-                                     hint=f"run 'nnpm install --force {self.name}=={self.version}'")
+                                     hint=repair_hint(self.name, self.version))
             if recorded.get(entry.path) != [st.st_size, st.st_mtime_ns, st.st_ino]:
                 from nnpm.hashing import file_digest  # hashlib only when a file changed
 
                 if file_digest(path)[0] != entry.sha256:
                     raise IntegrityError(f"{self.name} {self.version}: {entry.path} was changed after install "
-                                         "(sha256 differs)",
-                                         hint=f"run 'nnpm install --force {self.name}=={self.version}'")
+                                         "(sha256 differs)", hint=repair_hint(self.name, self.version))
 
 
 class Environment:
@@ -108,12 +124,17 @@ class Environment:
 
     def _installed(self, name: str, locked: LockedPackage) -> InstalledPackage:
         folder = self.package_dir(name, locked.version)
+        record = folder / MANIFEST_NAME
         try:
-            manifest = Manifest.from_json((folder / MANIFEST_NAME).read_bytes(), file=str(folder / MANIFEST_NAME))
+            raw = record.read_bytes()
         except FileNotFoundError:
-            raise EnvError(f"environment {self.name!r} is damaged: {folder} is missing",
-                           hint=f"run 'nnpm install --force {name}'") from None
-        return InstalledPackage(name, Version(locked.version), folder, manifest)
+            raise EnvError(f"environment {self.name!r} is damaged: {record} is missing",
+                           hint=repair_hint(name, locked.version)) from None
+        if hashlib.sha256(raw).hexdigest() != locked.manifest_sha256:
+            raise EnvError(f"environment {self.name!r} is damaged: {record} is not the manifest the lock names",
+                           hint=repair_hint(name, locked.version))
+        manifest = Manifest.from_json(raw, file=str(record))
+        return InstalledPackage(name, Version(locked.version), folder / FILES_DIR, manifest)
 
     def get(self, name: str, version: str | None = None) -> InstalledPackage:
         """One installed package (optionally an exact version) or NotInstalledError."""
@@ -136,22 +157,26 @@ class Environment:
         return FileLock(str(self.root / ".install.lock"), is_singleton=True)
 
     def prepare(self, store: "Store", manifest: Manifest, manifest_bytes: bytes) -> tuple[Path, int]:
-        """Make the folder of one version from store blobs (aside, then renamed); returns (folder, links)."""
+        """Make the folder of one version from store blobs (aside, then renamed); returns (folder, links).
+
+        The package's files go under files/, nnpm's records beside it: no package path can
+        name a record, so writing a record can never write through a link into the store.
+        """
         final = self.package_dir(manifest.name, str(manifest.version))
         if final.is_dir():
             return final, 0
         tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
         remove_tree(tmp)
-        tmp.mkdir(parents=True)
+        (tmp / FILES_DIR).mkdir(parents=True)
         links = 0
         stats = {}
         for entry in manifest.files:
-            dest = tmp / entry.path
+            dest = tmp / FILES_DIR / entry.path
             links += store.link_into(entry.sha256, dest)
             st = os.lstat(dest)
             stats[entry.path] = [st.st_size, st.st_mtime_ns, st.st_ino]
-        (tmp / MANIFEST_NAME).write_bytes(manifest_bytes)
-        (tmp / _STAT_NAME).write_text(json.dumps(stats))
+        atomic_write(tmp / MANIFEST_NAME, manifest_bytes)
+        atomic_write(tmp / STAT_NAME, json.dumps(stats).encode())
         os.replace(tmp, final)
         return final, links
 

@@ -56,10 +56,20 @@ def _resume_state(path, digest: str) -> tuple[int, "hashlib._Hash"]:
 
 
 def fetch_one(client: "RegistryClient", store: Store, want: Wanted, advance=None) -> int:
-    """Make sure one blob is in the store; returns the bytes downloaded."""
+    """Make sure one blob is in the store; returns the bytes downloaded.
+
+    One process at a time writes a blob's partial file; another that wants the same blob
+    waits for it, then finds the blob committed (or resumes what the first left).
+    """
     if store.has(want.digest, want.size):
         return 0
-    part = store.partial_path(want.digest)
+    with store.downloading(want.digest) as part:
+        if store.has(want.digest, want.size):
+            return 0
+        return _fetch_into(client, store, want, part, advance)
+
+
+def _fetch_into(client: "RegistryClient", store: Store, want: Wanted, part, advance) -> int:
     received = 0
     last_error: Exception | None = None
     for _ in range(ATTEMPTS):

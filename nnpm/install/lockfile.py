@@ -12,8 +12,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from nnpm.errors import EnvError
+from nnpm.errors import EnvError, IntegrityError
+
+if TYPE_CHECKING:
+    from nnpm.format.manifest import Manifest
 
 LOCK_NAME = "nnpm.lock"
 LOCK_FORMAT = 1
@@ -61,14 +65,30 @@ class Lock:
         return (json.dumps(body, indent=1, sort_keys=True) + "\n").encode()
 
     @classmethod
-    def read(cls, path: Path) -> "Lock":
-        """Read a lock file; an absent file is an empty lock."""
+    def read(cls, path: Path, *, missing_ok: bool = True) -> "Lock":
+        """Read a lock file; an absent file is an empty lock when `missing_ok` (an environment's own lock)."""
+        path = Path(path)
+        if path.is_dir():
+            raise EnvError(f"{path} is a folder, not a lock file", hint="give the path of an nnpm.lock file")
         if not path.exists():
-            return cls()
+            if missing_ok:
+                return cls()
+            raise EnvError(f"there is no lock file at {path}", hint="check the path given to --lock")
         try:
             data = json.loads(path.read_bytes())
             if data.get("format") != LOCK_FORMAT:
                 raise ValueError(f"format {data.get('format')!r}")
             return cls({n: LockedPackage.from_dict(n, p) for n, p in data["packages"].items()})
-        except (ValueError, KeyError, AttributeError) as exc:
+        except (ValueError, KeyError, AttributeError, TypeError) as exc:
             raise EnvError(f"{path} is not a valid nnpm lock file ({exc})") from None
+        except OSError as exc:
+            raise EnvError(f"cannot read the lock file {path}: {exc.strerror}") from None
+
+
+def check_lock_entry(locked: LockedPackage, manifest: "Manifest") -> None:
+    """IntegrityError unless the lock entry names this manifest's package, version and exact files."""
+    files = tuple((f.path, f.size, f.sha256) for f in manifest.files)
+    if (manifest.name, str(manifest.version)) != (locked.name, locked.version) or files != locked.files:
+        what = "version" if str(manifest.version) != locked.version or manifest.name != locked.name else "files"
+        raise IntegrityError(f"{locked.name} {locked.version}: the lock file's {what} do not match the manifest it "
+                             "names", hint="the lock file was edited by hand; restore it, or install again without --locked")

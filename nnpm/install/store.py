@@ -4,20 +4,25 @@
       v1/
         sha256/ab/ab12…ef     a verified blob, mode 0444
         partial/ab12…ef       a download in progress (resumable), never linked
+        partial/ab12…ef.lock  held by the one process writing that partial file
         tmp/                  copies being verified before they are committed
+        .lock                 held shared by installs, alone by `cache clean`
 
 Blobs enter only through `commit`, which checks size and sha256 first, so a file under
 sha256/ is always what its name says. Environments hard-link from here (copy where the
-filesystem refuses links). `prune` only ever deletes inside this root.
+filesystem refuses links). `prune` only ever deletes inside this root, and only while
+no install uses the store.
 """
 
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import os
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from nnpm.errors import IntegrityError
@@ -39,6 +44,25 @@ class Store:
         if not is_digest(digest):
             raise IntegrityError(f"not a sha256 digest: {digest!r}")
         return self.root / "sha256" / digest[:2] / digest
+
+    @contextmanager
+    def using(self) -> Iterator[None]:
+        """Hold the store shared: installs may run together, `cache clean` waits for them to finish."""
+        with _flock(self.root / ".lock", fcntl.LOCK_SH):
+            yield
+
+    @contextmanager
+    def cleaning(self, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+        """Hold the store alone (for pruning): waits until no install uses it."""
+        with _flock(self.root / ".lock", fcntl.LOCK_EX, on_wait=on_wait):
+            yield
+
+    @contextmanager
+    def downloading(self, digest: str) -> Iterator[Path]:
+        """The partial file of one blob, held by this process alone: one writer per blob, others wait."""
+        path = self.partial_path(digest)
+        with _flock(path.with_name(path.name + ".lock"), fcntl.LOCK_EX):
+            yield path
 
     def partial_path(self, digest: str) -> Path:
         """Where a download of this blob accumulates before it is verified."""
@@ -77,9 +101,22 @@ class Store:
         os.replace(src, dest)
         return dest
 
-    def add_file(self, src: Path, digest: str, size: int) -> Path:
-        """Copy a local file into the store, verified (for installs from folders and archives)."""
-        if self.has(digest, size):
+    def verify_blob(self, digest: str) -> bool:
+        """Whether a committed blob still hashes to its name (False when it is absent)."""
+        try:
+            return file_digest(self.path(digest))[0] == digest
+        except FileNotFoundError:
+            return False
+
+    def discard(self, digest: str) -> None:
+        """Remove one blob (a corrupt one, so it is fetched again); environments keep their own links."""
+        remove_tree(self.path(digest))
+
+    def add_file(self, src: Path, digest: str, size: int, *, recheck: bool = False) -> Path:
+        """Copy a local file into the store, verified (for installs from folders and archives).
+
+        `recheck` re-hashes a blob the store already has and replaces it when it is corrupt."""
+        if self.has(digest, size) and (not recheck or self.verify_blob(digest)):
             return self.path(digest)
         tmp_dir = self.root / "tmp"
         tmp_dir.mkdir(parents=True, exist_ok=True)
@@ -156,3 +193,19 @@ class Store:
         sizes = [p.stat().st_size for _, p in self.blobs()]
         return len(sizes), sum(sizes)
 
+
+@contextmanager
+def _flock(path: Path, mode: int, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+    """An advisory lock on `path` (created when missing), released when the block ends or the process dies."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait:
+                on_wait()
+            fcntl.flock(fd, mode)
+        yield
+    finally:
+        os.close(fd)

@@ -22,7 +22,7 @@ from nnpm.fsutil import remove_tree
 from nnpm.install.compat import check_runtime
 from nnpm.install.env import Environment, open_env
 from nnpm.install.fetch import FetchStats, Wanted, fetch_all
-from nnpm.install.lockfile import Lock, LockedPackage
+from nnpm.install.lockfile import Lock, LockedPackage, check_lock_entry
 from nnpm.install.store import Store
 
 if TYPE_CHECKING:
@@ -49,8 +49,8 @@ class _Local:
     source: str
 
 
-def _add_local(spec: Spec, store: Store) -> _Local:
-    """Validate a folder or archive and put its files in the store."""
+def _add_local(spec: Spec, store: Store, *, force: bool = False) -> _Local:
+    """Validate a folder or archive and put its files in the store (`force`: replacing corrupt blobs)."""
     from nnpm.author import pack
     from nnpm.format import archive
 
@@ -60,13 +60,15 @@ def _add_local(spec: Spec, store: Store) -> _Local:
     if path.is_dir():
         built = pack.build(path, allow_hardlinks=True)
         for entry in built.manifest.files:
-            store.add_file(built.paths[entry.path], entry.sha256, entry.size)
+            store.add_file(built.paths[entry.path], entry.sha256, entry.size, recheck=force)
         return _Local(built.manifest, f"path:{path.resolve()}")
     tmp_root = store.root / "tmp"
     tmp_root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=tmp_root) as tmp:
         manifest = archive.extract(path, Path(tmp) / "x")
         for entry in manifest.files:  # extract verified every member against the manifest
+            if force and store.has(entry.sha256) and not store.verify_blob(entry.sha256):
+                store.discard(entry.sha256)
             if not store.has(entry.sha256, entry.size):
                 store.commit(Path(tmp) / "x" / entry.path, entry.sha256, entry.size, verified_digest=entry.sha256)
     return _Local(manifest, f"path:{path.resolve()}")
@@ -116,7 +118,7 @@ class Installer:
         for text in specs:
             spec = parse_spec(text)
             if spec.is_path:
-                local = _add_local(spec, self.store)
+                local = _add_local(spec, self.store, force=force)
                 locals_[local.manifest.name] = local
                 spec = parse_spec(f"{local.manifest.name}=={local.manifest.version}")
             reqs.append(spec)
@@ -173,20 +175,36 @@ class Installer:
             raise NotInstalledError(f"{locked.name} {locked.version} came from {locked.source[5:]} and is not in the store",
                                     hint="install it from its folder or archive again")
         else:
-            data = self.client.version(locked.name, locked.version)
-            raw = Manifest.from_dict(data["manifest"]).to_json()
+            raw = self.client.release(locked.name, locked.version).manifest.to_json()
         if hashlib.sha256(raw).hexdigest() != locked.manifest_sha256:
             raise IntegrityError(f"{locked.name} {locked.version}: the manifest differs from the one in the lock file",
                                  hint="the registry changed a published version, or the lock file was edited")
-        return Manifest.from_json(raw)
+        manifest = Manifest.from_json(raw)
+        check_lock_entry(locked, manifest)
+        return manifest
 
     def _apply(self, manifests: dict[str, Manifest], sources: dict[str, str], requested: set[str],
                *, force: bool = False) -> InstallResult:
-        """Fetch what is missing, prepare folders aside, swap the lock in."""
+        """Fetch what is missing, prepare folders aside, swap the lock in; `force` re-verifies and rebuilds."""
+        with self.store.using():   # `cache clean` waits until these blobs are linked and locked
+            if force:
+                self._discard_corrupt(manifests)
+            wanted = [Wanted(f.sha256, f.size, f"{m.name} {f.path}") for m in manifests.values() for f in m.files]
+            fetched = fetch_all(lambda: self.client, self.store, wanted, progress=self.progress)
+            crash.point("after-fetch")
+            result = self._link(manifests, sources, requested, force=force)
+        result.fetched = fetched
+        return result
+
+    def _discard_corrupt(self, manifests: dict[str, Manifest]) -> None:
+        """For --force: re-hash every stored blob these packages use; a corrupt one goes, to be fetched again."""
+        for digest in {f.sha256 for m in manifests.values() for f in m.files}:
+            if self.store.has(digest) and not self.store.verify_blob(digest):
+                self.store.discard(digest)
+
+    def _link(self, manifests: dict[str, Manifest], sources: dict[str, str], requested: set[str], *,
+              force: bool) -> InstallResult:
         result = InstallResult()
-        wanted = [Wanted(f.sha256, f.size, f"{m.name} {f.path}") for m in manifests.values() for f in m.files]
-        result.fetched = fetch_all(lambda: self.client, self.store, wanted, progress=self.progress)
-        crash.point("after-fetch")
         with self.env.install_lock():
             old = self.env.lock()
             new = Lock()

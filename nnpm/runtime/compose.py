@@ -42,7 +42,7 @@ def _align(models: dict[str, "onnx.ModelProto"]) -> dict[str, "onnx.ModelProto"]
         raised = [d for d in have if d and have[d] != target[d]]
         if raised:  # the version converter knows only the default domain: the step must check as is
             try:
-                onnx.checker.check_model(m)
+                onnx.checker.check_model(checkable(m))
             except onnx.checker.ValidationError as exc:
                 d = raised[0]
                 raise PipelineError(f"{step} uses {d} opset {have[d]}, another step uses {target[d]}, and {step} "
@@ -50,6 +50,30 @@ def _align(models: dict[str, "onnx.ModelProto"]) -> dict[str, "onnx.ModelProto"]
                                     hint="rebuild one of the steps for the same opset") from None
         out[step] = m
     return out
+
+
+def checkable(model: "onnx.ModelProto") -> "onnx.ModelProto":
+    """`model` itself, or a copy whose external initializers are graph inputs of the same type and shape.
+
+    The checker would read external data files relative to the working directory, and refuses
+    hard-linked ones (installed files are hard links to the store). Their bytes were verified
+    against the manifest already; as inputs, they keep their types and shapes for inference.
+    Only top-level initializers may be external here: the pipeline loader inlines the rest.
+    """
+    from onnx import ModelProto, TensorProto, helper
+
+    external = [t for t in model.graph.initializer if t.data_location == TensorProto.EXTERNAL]
+    if not external:
+        return model
+    copy = ModelProto()
+    copy.CopyFrom(model)
+    kept = [t for t in copy.graph.initializer if t.data_location != TensorProto.EXTERNAL]
+    del copy.graph.initializer[:]
+    copy.graph.initializer.extend(kept)
+    declared = {i.name for i in copy.graph.input}
+    copy.graph.input.extend(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
+                            for t in external if t.name not in declared)
+    return copy
 
 
 def _opset(domain: str, version: int):
@@ -109,12 +133,37 @@ def _names(graph: "onnx.GraphProto") -> set[str]:
 
 
 def fuse(models: Mapping[str, "onnx.ModelProto"], wiring: Wiring, *, name: str = "pipeline") -> "onnx.ModelProto":
-    """One model from the steps' models, wired as planned; checked with onnx.checker."""
-    import onnx
-    from onnx import compose, helper
+    """One model from the steps' models, wired as planned; checked with onnx.checker.
 
-    aligned = _align({s: models[s] for s in wiring.order})
-    prefixed = {s: _prefixed(m, f"{s}/") for s, m in aligned.items()}
+    Initializers kept in external data stay there: they travel through the merge as empty
+    placeholders (onnx.compose's own checker would look for their files) and get their
+    shapes and locations back in the fused graph.
+    """
+    import onnx
+
+    steps, stashed = {}, {}
+    for step in wiring.order:
+        copy = onnx.ModelProto()
+        copy.CopyFrom(models[step])
+        stashed.update({f"{step}/{k}": v for k, v in _stash_external(copy).items()})
+        steps[step] = copy
+    prefixed = {s: _prefixed(m, f"{s}/") for s, m in _align(steps).items()}
+    fused = _merge(prefixed, wiring, name)
+    _expose(fused.graph, wiring)
+    _restore_external(fused.graph, stashed)
+    fused.graph.name = name
+    fused.producer_name = "nnpm"
+    try:
+        onnx.checker.check_model(checkable(fused), full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        raise PipelineError(f"the fused graph of {name} does not pass the ONNX checker: "
+                            f"{str(exc).strip().splitlines()[0]}") from None
+    return fused
+
+
+def _merge(prefixed: dict[str, "onnx.ModelProto"], wiring: Wiring, name: str) -> "onnx.ModelProto":
+    from onnx import compose
+
     for m in prefixed.values():  # merge_models needs every domain in both models
         have = {o.domain for o in m.opset_import}
         for other in prefixed.values():
@@ -128,14 +177,20 @@ def fuse(models: Mapping[str, "onnx.ModelProto"], wiring: Wiring, *, name: str =
         keep = [o.name for o in fused.graph.output] + [o.name for o in prefixed[step].graph.output]
         fused = compose.merge_models(fused, prefixed[step], io_map=io_map, outputs=keep,
                                      name=name, producer_name="nnpm")
-    graph = fused.graph
+    return fused
+
+
+def _expose(graph: "onnx.GraphProto", wiring: Wiring) -> None:
+    """Give exposed ports their plain names through Identity nodes (which onnxruntime removes),
+    so names used inside subgraphs never need rewriting."""
+    import onnx
+    from onnx import helper
+
     inner_names = _names(graph)
     for exposed in (*wiring.inputs, *wiring.outputs):
         if exposed in inner_names:
             raise PipelineError(f"the exposed name {exposed!r} is also the name of a tensor inside the fused graph",
                                 hint="choose another name in [pipeline.inputs] or [pipeline.outputs]")
-    # Exposed ports get plain names through Identity nodes (which onnxruntime removes),
-    # so names used inside subgraphs never need rewriting.
     head = []
     for exposed, port in wiring.inputs.items():
         inner = f"{port.step}/{port.name}"
@@ -157,11 +212,44 @@ def fuse(models: Mapping[str, "onnx.ModelProto"], wiring: Wiring, *, name: str =
         new_outputs.append(out)
     del graph.output[:]
     graph.output.extend(new_outputs)
-    graph.name = name
-    fused.producer_name = "nnpm"
-    try:
-        onnx.checker.check_model(fused, full_check=True)
-    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
-        raise PipelineError(f"the fused graph of {name} does not pass the ONNX checker: "
-                            f"{str(exc).strip().splitlines()[0]}") from None
-    return fused
+
+
+_Stash = dict[str, tuple[list[int], list[tuple[str, str]]]]
+
+
+def _stash_external(model: "onnx.ModelProto") -> _Stash:
+    """Turn external initializers into empty placeholders; returns what they were, by name."""
+    from onnx import TensorProto
+
+    stash = {}
+    for tensor in model.graph.initializer:
+        if tensor.data_location == TensorProto.EXTERNAL:
+            stash[tensor.name] = (list(tensor.dims), [(e.key, e.value) for e in tensor.external_data])
+            del tensor.external_data[:]
+            tensor.data_location = TensorProto.DEFAULT
+            if tensor.dims:
+                tensor.dims[:] = [0] * len(tensor.dims)
+            else:   # a scalar cannot be empty: one zero element, dropped again on restore
+                tensor.raw_data = b"\0" * _itemsize(tensor.data_type)
+    return stash
+
+
+def _itemsize(data_type: int) -> int:
+    import numpy as np
+    from onnx import helper
+
+    return np.dtype(helper.tensor_dtype_to_np_dtype(data_type)).itemsize
+
+
+def _restore_external(graph: "onnx.GraphProto", stash: _Stash) -> None:
+    from onnx import TensorProto
+
+    for tensor in graph.initializer:
+        if tensor.name in stash:
+            dims, entries = stash[tensor.name]
+            tensor.dims[:] = dims
+            tensor.ClearField("raw_data")
+            del tensor.external_data[:]
+            for key, value in entries:
+                tensor.external_data.add(key=key, value=value)
+            tensor.data_location = TensorProto.EXTERNAL

@@ -151,10 +151,12 @@ def open_model(manifest: Manifest, folder: Path, *, path: Path | None = None, pr
 
 def read_labels(manifest: Manifest, folder: Path) -> dict[str, list[str]]:
     """Labels per output, read from the files the manifest declares (one name per line)."""
+    from nnpm.format.labels import parse_labels
+
     out = {}
     for output, info in (manifest.project.model.outputs if manifest.project.model else {}).items():
         if info.labels:
-            out[output] = (Path(folder) / info.labels).read_text(encoding="utf-8").splitlines()
+            out[output] = parse_labels((Path(folder) / info.labels).read_bytes(), path=info.labels)
     return out
 
 

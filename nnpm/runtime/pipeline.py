@@ -1,114 +1,24 @@
-"""Load a pipeline package: find its installed steps, fuse them (cached), run as one Model.
-
-The fused file is cached in the environment keyed by the pipeline's and the steps'
-digests, so a changed step means a new graph and an unchanged one is reused.
-"""
+"""Load a pipeline package: one fused session (nnpm.runtime.fusion), or its steps run one after another."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nnpm.errors import InputError, NoLabelsError, PipelineError
+from nnpm.errors import InputError, NoLabelsError
 from nnpm.format.manifest import Signature
-from nnpm.format.wiring import Port, Wiring, plan, signature
-from nnpm.runtime.compose import fuse
+from nnpm.format.wiring import Port, Wiring, signature
+from nnpm.runtime.fusion import fused_path
 from nnpm.runtime.inputs import check_inputs
 from nnpm.runtime.model import Model, make_session, open_model, read_labels
+from nnpm.runtime.steps import installed_steps, wiring_of
 
 if TYPE_CHECKING:
-    import onnx
-
     from nnpm.install.env import Environment, InstalledPackage
-
-
-def _steps(pkg: "InstalledPackage", env: "Environment", verify: bool) -> dict[str, "InstalledPackage"]:
-    """The installed package of every step, checked against the pipeline's specifiers."""
-    deps = pkg.manifest.project.dependencies
-    out = {}
-    for step in pkg.manifest.project.pipeline.steps:
-        installed = env.get(step)
-        if not deps[step].contains(installed.version, prereleases=True):
-            raise PipelineError(f"{pkg.name} needs {step}{deps[step]}, but {step} {installed.version} is installed",
-                                hint=f"run 'nnpm install {pkg.name}' to resolve its steps again")
-        if verify:
-            installed.verify()
-        out[step] = installed
-    return out
-
-
-def step_signature(pkg: "InstalledPackage", env: "Environment") -> Signature:
-    """A package's signature; for a nested pipeline, the one its wiring exposes."""
-    if pkg.manifest.signature is not None:
-        return pkg.manifest.signature
-    steps = _steps(pkg, env, verify=False)
-    sigs = {s: step_signature(p, env) for s, p in steps.items()}
-    return signature(plan(pkg.manifest.project.pipeline, sigs), sigs)
-
-
-def wiring_of(pkg: "InstalledPackage", env: "Environment") -> tuple[Wiring, dict[str, Signature]]:
-    """The checked wiring of a pipeline and its steps' signatures."""
-    steps = _steps(pkg, env, verify=False)
-    sigs = {s: step_signature(p, env) for s, p in steps.items()}
-    return plan(pkg.manifest.project.pipeline, sigs), sigs
-
-
-def _model_proto(pkg: "InstalledPackage", env: "Environment") -> "onnx.ModelProto":
-    import onnx
-
-    if pkg.manifest.project.model:
-        return onnx.load(str(pkg.path / pkg.manifest.project.model.file))
-    return fused_proto(pkg, env)
-
-
-def fused_proto(pkg: "InstalledPackage", env: "Environment") -> "onnx.ModelProto":
-    """One ModelProto for a pipeline (steps that are pipelines are fused recursively)."""
-    wiring, _ = wiring_of(pkg, env)
-    steps = _steps(pkg, env, verify=True)
-    return fuse({s: _model_proto(p, env) for s, p in steps.items()}, wiring, name=pkg.name)
-
-
-def _cache_key(pkg: "InstalledPackage", env: "Environment") -> str:
-    import onnx
-
-    from nnpm._version import __version__
-
-    # A new nnpm or onnx may fuse differently, so their versions are part of the key.
-    parts = [__version__, onnx.__version__, pkg.manifest.to_json().decode()]
-    for step, p in sorted(_steps(pkg, env, verify=False).items()):
-        parts.append(_cache_key(p, env) if p.manifest.project.pipeline else p.manifest.to_json().decode())
-    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
-
-
-def fused_path(pkg: "InstalledPackage", env: "Environment") -> Path:
-    """The cached fused graph of a pipeline, built on first use."""
-    import onnx
-
-    from nnpm.fsutil import atomic_path
-
-    path = env.cache_dir() / "fused" / f"{pkg.name}-{pkg.version}-{_cache_key(pkg, env)[:16]}.onnx"
-    if path.exists():
-        _verify_steps(pkg, env)  # a tampered step must not hide behind a cached graph
-        return path
-    proto = fused_proto(pkg, env)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        onnx.save(proto, str(tmp))
-    return path
-
-
-def _verify_steps(pkg: "InstalledPackage", env: "Environment") -> None:
-    """Verify every step's files, and the steps of steps that are pipelines themselves."""
-    for step in _steps(pkg, env, verify=True).values():
-        if step.manifest.project.pipeline:
-            _verify_steps(step, env)
 
 
 def _labels(pkg: "InstalledPackage", env: "Environment", wiring: Wiring) -> dict[str, list[str]]:
     """Labels of exposed outputs, carried over from the step that produces each."""
-    steps = _steps(pkg, env, verify=False)
+    steps = installed_steps(pkg, env, verify=False)
     out = {}
     for exposed, port in wiring.outputs.items():
         step = steps[port.step]
@@ -147,7 +57,7 @@ class StepwiseModel:
                  labels: dict[str, list[str]], **kw: Any) -> None:
         self.manifest, self.path, self.signature, self.wiring = pkg.manifest, pkg.path, sig, wiring
         self._labels = labels
-        self.steps = {s: _open_step(p, env, **kw) for s, p in _steps(pkg, env, verify=True).items()}
+        self.steps = {s: _open_step(p, env, **kw) for s, p in installed_steps(pkg, env, verify=True).items()}
 
     name = property(lambda self: self.manifest.name)
     version = property(lambda self: self.manifest.version)
