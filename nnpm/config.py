@@ -92,15 +92,42 @@ def load_settings(*, env: str | None = None, registry: str | None = None, token:
     return Settings(home=home, env=env_name, registry=url, token=tok)
 
 
-def save_login(home: Path, registry: str, token: str) -> Path:
-    """Store the registry as default and its token in config.toml, readable by the owner only."""
-    registry = normalise_url(registry)
-    config = read_config(home)
-    tokens = dict(config.get("tokens", {}))
-    tokens[registry] = token
-    lines = [f"registry = {json.dumps(registry)}", "", "[tokens]"]
-    lines += [f"{json.dumps(url)} = {json.dumps(tok)}" for url, tok in sorted(tokens.items())]
+CONFIG_KEYS = {"registry": "the default registry URL (no token needed to read from it)"}
+
+
+def write_config(home: Path, registry: str | None, tokens: dict[str, str]) -> Path:
+    """Write config.toml (the default registry and a token per registry), readable by the owner only."""
+    lines = [f"registry = {json.dumps(registry)}"] if registry else []
+    if tokens:
+        lines += ["", "[tokens]"] + [f"{json.dumps(url)} = {json.dumps(tok)}" for url, tok in sorted(tokens.items())]
     home.mkdir(parents=True, exist_ok=True)
     path = home / CONFIG_NAME
     atomic_write(path, ("\n".join(lines) + "\n").encode(), mode=0o600)
     return path
+
+
+def save_login(home: Path, registry: str, token: str) -> Path:
+    """Store the registry as default and its token in config.toml."""
+    registry = normalise_url(registry)
+    tokens = dict(read_config(home).get("tokens", {}))
+    tokens[registry] = token
+    return write_config(home, registry, tokens)
+
+
+def forget_login(home: Path, registry: str) -> bool:
+    """Remove the saved token of a registry (the default registry stays); True when there was one."""
+    registry = normalise_url(registry)
+    config = read_config(home)
+    tokens = dict(config.get("tokens", {}))
+    if tokens.pop(registry, None) is None:
+        return False
+    write_config(home, config.get("registry"), tokens)
+    return True
+
+
+def set_config(home: Path, key: str, value: str | None) -> Path:
+    """Set (or, with None, unset) one key of config.toml."""
+    if key not in CONFIG_KEYS:
+        raise ConfigError(f"unknown setting {key!r}", hint="settings: " + ", ".join(CONFIG_KEYS))
+    config = read_config(home)
+    return write_config(home, normalise_url(value) if value else None, dict(config.get("tokens", {})))

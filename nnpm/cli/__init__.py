@@ -24,11 +24,21 @@ app = typer.Typer(
 
 # In the order `nnpm --help` lists them: author, publish, consume, run, look after.
 COMMAND_MODULES = ("init", "pack", "publish", "login", "yank", "owner", "install", "list", "info", "search",
-                   "run", "compose", "env", "cache", "registry")
+                   "outdated", "run", "compose", "env", "cache", "config", "registry")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from nnpm._version import __version__
+
+        print(f"nnpm {__version__}")
+        raise typer.Exit()
 
 
 @app.callback()
-def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Show tracebacks and more detail.")) -> None:
+def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Show tracebacks and more detail."),
+          version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                       help="Show nnpm's version and exit.")) -> None:
     state.verbose = verbose
 
 

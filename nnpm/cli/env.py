@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from nnpm.cli.output import say
+
 env_app = typer.Typer(help="Manage environments.", no_args_is_help=True)
 
 
@@ -32,12 +34,15 @@ def create(name: str = typer.Argument(..., help="Environment name.")) -> None:
         raise EnvError(f"environment {name!r} exists already")
     env.root.mkdir(parents=True)
     env.commit(Lock())
-    print(f"created environment {name} at {env.root}")
+    say(f"created environment {name} at {env.root}")
 
 
 @env_app.command("remove")
-def remove(name: str = typer.Argument(..., help="Environment name.")) -> None:
+def remove(name: str = typer.Argument(..., help="Environment name."),
+           yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask first.")) -> None:
     """Delete an environment (the store keeps its blobs; 'nnpm cache clean' frees them)."""
+    import sys
+
     from nnpm.errors import EnvError
     from nnpm.fsutil import remove_tree
     from nnpm.install.env import open_env
@@ -45,11 +50,18 @@ def remove(name: str = typer.Argument(..., help="Environment name.")) -> None:
     env = open_env(name)
     if not env.exists():
         raise EnvError(f"no environment named {name!r}", hint="see 'nnpm env list'")
+    if not yes:
+        count = len(env.lock().packages)
+        if not sys.stdin.isatty():
+            raise EnvError(f"removing environment {name!r} ({count} packages) needs confirmation",
+                           hint="pass --yes to remove it without asking")
+        if not typer.confirm(f"remove environment {name!r} and its {count} installed packages?"):
+            raise EnvError("nothing removed")
     with env.install_lock():
         trash = env.root.with_name(f".{name}.removing")
         env.root.rename(trash)
     remove_tree(trash)
-    print(f"removed environment {name}")
+    say(f"removed environment {name}")
 
 
 def register(app: typer.Typer) -> None:

@@ -22,17 +22,19 @@ def info(
     if as_json:
         print(json.dumps(data, indent=1))
         return
-    from nnpm.cli.output import console, human_size, summary
-    from nnpm.format.manifest import Manifest
+    from nnpm.cli.output import console, human_size, literal, summary
+    from nnpm.format.manifest import Manifest, Signature
 
     manifest = Manifest.from_dict(data["manifest"])
     out = console()
-    summary(manifest)
+    summary(manifest, Signature.from_dict(data["signature"]) if data.get("signature") else None)
     for f in manifest.files:
         out.print(f"  {f.path}  {human_size(f.size)}  sha256:{f.sha256[:16]}…")
     out.print(f"  installed: {data['installed_path'] or 'no'}")
     if data.get("versions"):
         out.print("  versions: " + ", ".join(v + (" (yanked)" if y else "") for v, y in data["versions"]))
+    if data.get("registry_unreachable"):
+        out.print(literal(f"  registry: not reachable ({data['registry_unreachable']}); shown from the environment"))
 
 
 def register(app: typer.Typer) -> None:

@@ -29,13 +29,16 @@ def install(
     pre: bool = typer.Option(False, "--pre", help="Allow pre-release versions."),
     locked: bool = typer.Option(False, "--locked", help="Install exactly what the lock file says."),
     lock_file: str = typer.Option(None, "--lock", help="Lock file for --locked (default: the environment's)."),
-    force: bool = typer.Option(False, "--force", help="Rebuild installed folders from the store."),
+    force: bool = typer.Option(False, "--force", help="Re-verify the store's blobs (re-fetching corrupt ones) and "
+                               "rebuild the installed folders."),
+    upgrade: bool = typer.Option(False, "--upgrade", "-U", help="Upgrade the named packages to the newest allowed."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Install packages and their dependencies into an environment."""
+    import sys
     from pathlib import Path
 
-    from nnpm.cli.output import human_size, say
+    from nnpm.cli.output import human_size, literal, plural, say
     from nnpm.errors import ManifestError
     from nnpm.install.lockfile import Lock
 
@@ -47,16 +50,23 @@ def install(
     else:
         if not specs:
             raise ManifestError("nothing to install", hint="e.g. nnpm install resnet18, or --locked")
-        result = inst.install(specs, pre=pre, force=force)
+        result = inst.install(specs, pre=pre, force=force, upgrade=upgrade)
+    for warning in result.warnings:
+        print(f"warning: {literal(warning)}", file=sys.stderr)
+    upgraded = {name: old for name, old, _ in result.upgraded}
     for name, version in result.installed:
-        say(f"installed {name} {version}")
+        say(f"upgraded {name} {upgraded[name]} -> {version}" if name in upgraded else f"installed {name} {version}")
     for name, version in result.removed:
         say(f"removed {name} {version}")
+    if result.satisfied:
+        say("already satisfied: " + ", ".join(f"{n} {v}" for n, v in result.unchanged)
+            + " (nnpm install -U upgrades)")
+        return
     if result.unchanged and not result.installed:
         say("already installed: " + ", ".join(f"{n} {v}" for n, v in result.unchanged))
     f = result.fetched
-    say(f"env {inst.env.name}: {f.downloaded} blobs fetched ({human_size(f.bytes)}), "
-        f"{f.present} already in the store, {result.linked} files linked")
+    say(f"env {inst.env.name}: {plural(f.downloaded, 'blob')} fetched ({human_size(f.bytes)}), "
+        f"{f.present} already in the store, {plural(result.linked, 'file')} linked")
 
 
 def uninstall(

@@ -18,6 +18,10 @@ def list_(
     from nnpm.install.env import open_env
 
     e = open_env(env)
+    if env and not e.exists():
+        from nnpm.errors import EnvError
+
+        raise EnvError(f"no environment named {env!r}", hint="see 'nnpm env list'")
     lock = e.lock()
     rows = [{"name": n, "version": p.version, "source": p.source, "requested": p.requested,
              "size": sum(s for _, s, _ in p.files)} for n, p in sorted(lock.packages.items())]

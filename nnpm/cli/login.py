@@ -1,10 +1,10 @@
-"""`nnpm login`: check a token against a registry and save both."""
+"""`nnpm login`, `logout` and `whoami`: who you are on a registry."""
 
 from __future__ import annotations
 
 import typer
 
-from nnpm.cli.common import registry_client, warn_command_line_token
+from nnpm.cli.common import REGISTRY, TOKEN, registry_client, warn_command_line_token
 from nnpm.cli.output import say
 
 
@@ -35,6 +35,25 @@ def login(
     say(f"logged in to {client.url} as {user} (saved in {path})")
 
 
+def logout(registry: str = REGISTRY) -> None:
+    """Forget the token saved for a registry (the default registry itself stays)."""
+    from nnpm.config import forget_login, home_dir, load_settings
+
+    url = load_settings(registry=registry).require_registry()
+    if forget_login(home_dir(), url):
+        say(f"logged out of {url}")
+    else:
+        say(f"no token was saved for {url}")
+
+
+def whoami(registry: str = REGISTRY, token: str = TOKEN) -> None:
+    """Show the user a registry knows you as."""
+    with registry_client(registry, token) as client:
+        say(f"{client.whoami()} on {client.url}")
+
+
 def register(app: typer.Typer) -> None:
-    """Add `nnpm login`."""
+    """Add `nnpm login`, `nnpm logout` and `nnpm whoami`."""
     app.command()(login)
+    app.command()(logout)
+    app.command()(whoami)

@@ -63,16 +63,25 @@ def signature_table(sig: "Signature") -> "Table":
     return table
 
 
-def summary(m: "Manifest") -> None:
-    """Print name, version, description, signature, params and size of a manifest."""
+def summary(m: "Manifest", signature: "Signature | None" = None) -> None:
+    """Print name, version, description, signature, params and size of a manifest.
+
+    `signature` is a pipeline's (its steps' exposed ports), which its manifest does not hold."""
     from rich.text import Text
 
     out = console()
     out.print(Text.assemble((m.name, "bold"), f" {m.version}  {literal(m.project.description)}"))
     if m.project.pipeline:
         out.print("  pipeline: " + " -> ".join(m.project.pipeline.steps))
-    if m.signature:
-        out.print(signature_table(m.signature))
-    deps = ", ".join(f"{k}{v}" for k, v in m.project.dependencies.items())
-    out.print(f"  params: {m.params:,}   files: {len(m.files)}   size: {human_size(m.total_size)}"
+    if m.signature or signature:
+        out.print(signature_table(m.signature or signature))
+    order = list(m.project.pipeline.steps) if m.project.pipeline else []   # a pipeline's in step order
+    names = order + [n for n in m.project.dependencies if n not in order]
+    deps = ", ".join(f"{n}{m.project.dependencies[n]}" for n in names)
+    out.print(f"  params: {m.params:,}   {plural(len(m.files), 'file')}   size: {human_size(m.total_size)}"
               + (f"   deps: {deps}" if deps else ""))
+
+
+def plural(count: int, noun: str) -> str:
+    """'1 file', '2 files'."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

@@ -18,11 +18,11 @@ def publish(
 ) -> None:
     """Upload a package's missing files to the registry, then publish its version."""
     from nnpm.author.publish import publish as do_publish
-    from nnpm.cli.output import human_size
+    from nnpm.cli.output import human_size, plural
 
     with registry_client(registry, token) as client:
         result = do_publish(target, client, progress=progress)
-    what = (f"{len(result.uploaded)} files, {human_size(result.bytes_sent)} uploaded, "
+    what = (f"{plural(len(result.uploaded), 'file')}, {human_size(result.bytes_sent)} uploaded, "
             f"{len(result.skipped)} skipped")
     if result.created:
         say(f"published {result.name} {result.version} to {client.url} ({what})")

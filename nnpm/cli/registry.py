@@ -1,4 +1,4 @@
-"""`nnpm registry serve` and `nnpm registry user add`: run a self-hosted registry.
+"""`nnpm registry serve`, `nnpm registry user add` and `nnpm registry gc`: run a self-hosted registry.
 
 The options are defined once, in registry_server/options.py, and parsed there: these
 commands hand their arguments on. FastAPI, uvicorn and SQLAlchemy load only inside them.
@@ -44,6 +44,16 @@ def user_add(ctx: typer.Context) -> None:
     token = add_user(settings.database_url, args.name)
     typer.echo(f"new API token for {args.name!r} (stored hashed; it is shown only now):")
     typer.echo(token)
+
+
+@registry_app.command(context_settings=_PASS_THROUGH, add_help_option=False)
+def gc(ctx: typer.Context) -> None:
+    """Delete blobs no published version references; a dry run unless --yes (--help lists the options)."""
+    from registry_server.gc import main
+
+    code = main(ctx.args, prog="nnpm registry gc")
+    if code:
+        raise typer.Exit(code)
 
 
 def register(app: typer.Typer) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
@@ -81,20 +81,73 @@ def _load_npy(path: Path, name: str) -> "np.ndarray":
     return value
 
 
-def save_outputs(outputs: "dict[str, np.ndarray]", folder: Path) -> list[Path]:
-    """Write each output as folder/<name>.npy (names made file-safe); returns the paths."""
+def save_outputs(outputs: "dict[str, Any]", folder: Path) -> list[Path]:
+    """Write each output as folder/<name>.npy, or .json for sequences and maps; all or nothing.
+
+    Numbers and strings become .npy (strings as unicode, readable without pickle); a
+    sequence of maps (scikit-learn's ZipMap) or any other non-tensor becomes JSON. Every
+    output is converted before anything is written, then the files appear by rename.
+    """
     import re
+
+    from nnpm.fsutil import atomic_write
+
+    prepared = []
+    for name, value in outputs.items():
+        stem = re.sub(r"[^A-Za-z0-9._-]", "_", name).lstrip(".") or "output"
+        prepared.append((stem, _encode(name, value)))
+    stems = [stem for stem, _ in prepared]
+    if len(set(stems)) != len(stems):
+        from nnpm.errors import InputError
+
+        raise InputError("two outputs would be saved under the same file name: " + ", ".join(outputs),
+                         hint="print them instead of saving them with -o")
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for stem, (suffix, data) in prepared:
+        path = folder / f"{stem}{suffix}"
+        atomic_write(path, data)
+        paths.append(path)
+    return paths
+
+
+def _encode(name: str, value: Any) -> tuple[str, bytes]:
+    """(suffix, bytes) for one output: .npy for arrays of numbers or strings, .json for the rest."""
+    import io
+    import json
 
     import numpy as np
 
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name, value in outputs.items():
-        stem = re.sub(r"[^A-Za-z0-9._-]", "_", name).lstrip(".") or "output"
-        path = folder / f"{stem}.npy"
-        np.save(path, np.asarray(value), allow_pickle=False)
-        paths.append(path)
-    return paths
+    from nnpm.errors import InputError
+
+    if isinstance(value, np.ndarray) and value.dtype.kind == "O":
+        try:
+            value = value.astype(str)            # onnxruntime hands strings back as objects
+        except (TypeError, ValueError):
+            pass
+    if isinstance(value, (np.ndarray, np.generic)) and value.dtype.kind != "O":
+        buf = io.BytesIO()
+        np.save(buf, np.asarray(value), allow_pickle=False)
+        return ".npy", buf.getvalue()
+    try:
+        return ".json", (json.dumps(_jsonable(value), indent=1, allow_nan=True) + "\n").encode()
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"output {name!r} ({type(value).__name__}) cannot be saved as .npy or JSON ({exc})",
+                         hint="print it instead of saving it with -o") from None
+
+
+def _jsonable(value: Any) -> Any:
+    import numpy as np
+
+    if isinstance(value, dict):
+        return {str(_jsonable(k)): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
 
 
 def describe_output(model: "Model", name: str, value: "np.ndarray", top: int) -> list[str]:

@@ -49,15 +49,23 @@ def dtype_name(elem_type: int) -> str:
     return _DTYPES.get(name, name.lower())
 
 
+def _dim(dim: Any) -> int | str | None:
+    """A fixed size, a symbol, or None (unknown). A size that is not a positive integer (-1 from
+    PaddlePaddle and some TF converters, 0) means "any size" to onnxruntime: it is unknown here too."""
+    if dim.HasField("dim_value"):
+        return dim.dim_value if dim.dim_value > 0 else None
+    if dim.HasField("dim_param") and dim.dim_param:
+        return dim.dim_param
+    return None
+
+
 def _type_spec(type_proto: Any) -> tuple[str, tuple | None]:
     kind = type_proto.WhichOneof("value")
     if kind in ("tensor_type", "sparse_tensor_type"):
         t = getattr(type_proto, kind)
         shape = None
         if t.HasField("shape"):
-            shape = tuple(
-                d.dim_value if d.HasField("dim_value") else (d.dim_param if d.HasField("dim_param") else None)
-                for d in t.shape.dim)
+            shape = tuple(_dim(d) for d in t.shape.dim)
         return dtype_name(t.elem_type), shape
     if kind == "sequence_type":
         return f"sequence({_type_spec(type_proto.sequence_type.elem_type)[0]})", None
@@ -202,6 +210,37 @@ def _check_port_names(signature: Signature, rel: str) -> None:
                              hint="rename it when exporting the model") from None
 
 
+def count_params(model: Any) -> int:
+    """Elements of every weight: initializers (sparse ones too) and Constant nodes, in every graph and subgraph."""
+    from onnx import AttributeProto
+
+    def graph_params(graph: Any) -> int:
+        total = sum(math.prod(t.dims) for t in graph.initializer)
+        total += sum(math.prod(s.values.dims) for s in graph.sparse_initializer)
+        for node in graph.node:
+            for attr in node.attribute:
+                if attr.type == AttributeProto.GRAPH:
+                    total += graph_params(attr.g)
+                elif attr.type == AttributeProto.GRAPHS:
+                    total += sum(graph_params(g) for g in attr.graphs)
+                elif node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
+                    total += _constant_size(attr)
+        return total
+
+    return graph_params(model.graph)
+
+
+def _constant_size(attr: Any) -> int:
+    from onnx import AttributeProto
+
+    if attr.type == AttributeProto.TENSOR:
+        return math.prod(attr.t.dims)
+    if attr.type == AttributeProto.SPARSE_TENSOR:
+        return math.prod(attr.sparse_tensor.values.dims)
+    return len(attr.floats) + len(attr.ints) + len(attr.strings) or (1 if attr.type in (
+        AttributeProto.FLOAT, AttributeProto.INT, AttributeProto.STRING) else 0)
+
+
 def read_model(root: Path, rel: str, *, allow_hardlinks: bool = False) -> ModelInfo:
     """Check the model file `rel` inside package folder `root` and read what nnpm records of it."""
     import onnx
@@ -234,8 +273,7 @@ def read_model(root: Path, rel: str, *, allow_hardlinks: bool = False) -> ModelI
     except Exception as exc:  # ValidationError, or a C++ error for odd files
         first = " ".join(str(exc).split())[:300] or type(exc).__name__
         raise ModelError(f"{rel!r} fails the ONNX checker: {first}") from None
-    params = sum(math.prod(t.dims) for t in model.graph.initializer)
-    params += sum(math.prod(s.values.dims) for s in model.graph.sparse_initializer)
+    params = count_params(model)
     signature = signature_of(model.graph)
     _check_port_names(signature, rel)
     return ModelInfo(

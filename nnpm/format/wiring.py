@@ -72,7 +72,7 @@ def _check_edge(src: Port, dst: Port, a: TensorSpec, b: TensorSpec) -> None:
         raise PipelineError(f"{src} has shape {a.shape_text()} (rank {len(a.shape)}) but {dst} expects "
                             f"{b.shape_text()} (rank {len(b.shape)})")
     for i, (x, y) in enumerate(zip(a.shape, b.shape)):
-        if isinstance(x, int) and isinstance(y, int) and x != y:
+        if isinstance(x, int) and isinstance(y, int) and x > 0 and y > 0 and x != y:
             raise PipelineError(f"{src} has shape {a.shape_text()} but {dst} expects {b.shape_text()} "
                                 f"(dimension {i}: {x} vs {y})")
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from nnpm.config import Settings
     from nnpm.install.store import Store
 
+_ENV_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}\Z", re.ASCII)
 FILES_DIR = "files"          # the package's own files, exactly as its manifest lists them
 STAT_NAME = "stat.json"      # nnpm's record beside them: (size, mtime, inode) per file at link time
 
@@ -204,6 +206,7 @@ def open_env(name: str | None = None, settings: "Settings | None" = None) -> Env
 
     settings = settings or load_settings(env=name)
     env_name = name or settings.env
-    if not env_name or "/" in env_name or env_name.startswith(".") or len(env_name) > 100:
-        raise EnvError(f"invalid environment name {env_name!r}", hint="use letters, digits, '-' and '_'")
+    if not isinstance(env_name, str) or not _ENV_NAME.match(env_name):
+        raise EnvError(f"invalid environment name {env_name!r}",
+                       hint="use up to 100 letters, digits, '-' and '_', starting with a letter or digit")
     return Environment(settings.envs_dir / env_name, env_name)

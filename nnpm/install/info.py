@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nnpm.errors import NotFoundError, NotInstalledError, SpecError
+from nnpm.errors import NnpmError, NotFoundError, NotInstalledError, RegistryError, SpecError
 from nnpm.format.spec import parse_spec
 
 
@@ -16,16 +16,30 @@ def describe(spec: str, *, env: str | None = None, registry: str | None = None) 
         raise SpecError(f"{spec!r} is not NAME or NAME==VERSION", hint="e.g. nnpm info resnet18==1.0.0")
     name, version = parsed.name, str(parsed.pinned) if parsed.pinned else None
     settings = load_settings(env=env, registry=registry)
+    signature = None
     try:
-        pkg = open_env(settings=settings).get(name, version)
+        env = open_env(settings=settings)
+        pkg = env.get(name, version)
         manifest, path = pkg.manifest.to_dict(), str(pkg.path)
+        if pkg.manifest.project.pipeline:   # a pipeline's interface is its steps' exposed ports
+            from nnpm.runtime.steps import step_signature
+
+            try:
+                signature = step_signature(pkg, env).to_dict()
+            except NnpmError:
+                signature = None
     except NotInstalledError:
         manifest = path = None
-    versions = []
+    versions, offline = [], None
     if settings.registry:
         from nnpm.client.api import RegistryClient
 
-        packument = RegistryClient(settings.registry, cache_dir=settings.cache_dir).packument(name)
+        try:
+            packument = RegistryClient(settings.registry, cache_dir=settings.cache_dir).packument(name)
+        except RegistryError as exc:
+            if manifest is None or exc.status is not None:   # nothing to show, or the registry said no
+                raise
+            packument, offline = None, exc.message          # installed: show it without the registry
         if packument:
             versions = [(str(r.version), r.yanked) for r in packument.releases]
             release = packument.release(version) if version else packument.latest
@@ -34,4 +48,6 @@ def describe(spec: str, *, env: str | None = None, registry: str | None = None) 
     if manifest is None:
         raise NotFoundError(f"{spec} is neither installed nor on the registry",
                             hint="check the name with 'nnpm search'")
-    return {"name": name, "manifest": manifest, "installed_path": path, "versions": versions}
+    return {"name": name, "manifest": manifest, "signature": signature or (manifest or {}).get("signature"),
+            "installed_path": path, "versions": versions,
+            "registry_unreachable": offline}

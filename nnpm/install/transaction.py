@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from packaging.version import Version
 
 from nnpm import crash
 from nnpm.errors import IntegrityError, ManifestError, NotInstalledError
@@ -37,8 +39,11 @@ class InstallResult:
     installed: list[tuple[str, str]] = field(default_factory=list)
     removed: list[tuple[str, str]] = field(default_factory=list)
     unchanged: list[tuple[str, str]] = field(default_factory=list)
+    upgraded: list[tuple[str, str, str]] = field(default_factory=list)   # (name, from, to); also in `installed`
+    warnings: list[str] = field(default_factory=list)
     fetched: FetchStats = field(default_factory=FetchStats)
     linked: int = 0
+    satisfied: bool = False            # everything asked for was installed already: nothing was fetched
 
 
 @dataclass(frozen=True)
@@ -102,14 +107,36 @@ class Installer:
     def _source(self) -> str:
         return self.settings.registry or "registry"
 
-    def install(self, specs: list[str], *, pre: bool = False, force: bool = False) -> InstallResult:
-        """Install packages (names, requirements, folders, archives) and their dependencies."""
+    def install(self, specs: list[str], *, pre: bool = False, force: bool = False,
+                upgrade: bool = False) -> InstallResult:
+        """Install packages (names, requirements, folders, archives) and their dependencies.
+
+        As pip does: a requirement the environment already satisfies changes nothing and
+        needs no network, unless `upgrade` (newest allowed versions) or `force` (rebuild)."""
         # Read the current lock and commit the new one under the same lock: a concurrent install
         # would otherwise resolve from a stale lock and drop what the other one just installed.
         with self.env.install_lock():
-            return self._install(specs, pre=pre, force=force)
+            if not (force or upgrade):
+                done = self._already_satisfied(specs)
+                if done is not None:
+                    return done
+            return self._install(specs, pre=pre, force=force, upgrade=upgrade)
 
-    def _install(self, specs: list[str], *, pre: bool, force: bool) -> InstallResult:
+    def _already_satisfied(self, specs: list[str]) -> InstallResult | None:
+        """The result when every spec names an installed version it allows (None otherwise); no network."""
+        parsed = [parse_spec(text) for text in specs]
+        current = self.env.lock()
+        if any(s.is_path or s.name not in current.packages for s in parsed):
+            return None
+        if not all(s.allows(Version(current.packages[s.name].version)) for s in parsed):
+            return None
+        names = {s.name for s in parsed}
+        if any(not current.packages[n].requested for n in names):   # now asked for by name: remember it
+            self.env.commit(Lock({n: replace(p, requested=p.requested or n in names)
+                                  for n, p in current.packages.items()}))
+        return InstallResult(unchanged=[(n, current.packages[n].version) for n in sorted(names)], satisfied=True)
+
+    def _install(self, specs: list[str], *, pre: bool, force: bool, upgrade: bool = False) -> InstallResult:
         from nnpm.errors import ResolutionError
         from nnpm.install.resolve import resolve
 
@@ -135,12 +162,15 @@ class Installer:
             return self.client.packument(name)
 
         kept = [(n, p) for n, p in current.packages.items() if p.requested and n not in requested]
+        if not upgrade:  # a named package the environment satisfies stays where it is
+            kept += [(r.name, current.packages[r.name]) for r in reqs if r.name in current.packages
+                     and r.name not in locals_ and r.allows(Version(current.packages[r.name].version))]
         try:  # keep what is installed where it still fits; upgrade it only when needed
             chosen = resolve(reqs + [f"{n}=={p.version}" for n, p in kept], get_packument, pre=pre)
         except ResolutionError:
             if not kept:
                 raise
-            chosen = resolve(reqs + [n for n, _ in kept], get_packument, pre=pre)
+            chosen = resolve(reqs + [n for n, _ in kept if n not in requested], get_packument, pre=pre)
         manifests = {}
         for name, cand in chosen.items():
             manifest = locals_[name].manifest if name in locals_ else cand.release.manifest
@@ -148,7 +178,12 @@ class Installer:
             manifests[name] = manifest
         flags = {n for n, p in current.packages.items() if p.requested} | requested
         sources = {n: (locals_[n].source if n in locals_ else self._source()) for n in manifests}
-        return self._apply(manifests, sources, flags, force=force)
+        result = self._apply(manifests, sources, flags, force=force)
+        result.warnings += [f"{n} {c.version} is yanked: {c.release.yanked_reason or 'no reason given'}"
+                            for n, c in chosen.items() if c.yanked]
+        result.upgraded = [(n, current.packages[n].version, v) for n, v in result.installed
+                           if n in current.packages and current.packages[n].version != v]
+        return result
 
     def _stored_manifest(self, locked: LockedPackage) -> Manifest:
         """The manifest of an installed package: from the store, else its env folder."""

@@ -98,7 +98,7 @@ def check_shape(spec: TensorSpec, arr: Any, bound: dict[str, tuple[int, str]]) -
     if len(shape) != len(spec.shape):
         raise _refuse(spec, arr.dtype, shape, f"rank {len(shape)}, expected rank {len(spec.shape)}")
     for axis, (want, got) in enumerate(zip(spec.shape, shape)):
-        if isinstance(want, int) and want != got:
+        if isinstance(want, int) and want > 0 and want != got:   # 0 or -1 from older manifests: any size
             raise _refuse(spec, arr.dtype, shape, f"dimension {axis} is {got}, expected {want}")
         if isinstance(want, str):
             size, where = bound.setdefault(want, (got, spec.name))
@@ -130,3 +130,22 @@ def check_inputs(signature: Signature, feeds: Mapping[str, Any]) -> dict[str, An
 
 def _listing(signature: Signature) -> str:
     return ", ".join(f"{s.name!r} ({s.dtype} {s.shape_text()})" for s in signature.inputs) or "no inputs"
+
+
+def check_step_inputs(exposed: Mapping[str, Any], step_signatures: Mapping[str, Signature],
+                      feeds: Mapping[str, Any]) -> None:
+    """Check pipeline inputs against the signature of the step each one feeds (`exposed`: name -> Port).
+
+    Symbolic dimensions bind per step, as they would if the step ran on its own."""
+    bound: dict[str, dict[str, tuple[int, str]]] = {}
+    for name, port in exposed.items():
+        if name not in feeds:
+            continue
+        spec = next((s for s in step_signatures[port.step].inputs if s.name == port.name), None)
+        if spec is None:
+            continue
+        try:
+            arr = convert(spec, feeds[name])
+            check_shape(spec, arr, bound.setdefault(port.step, {}))
+        except InputError as exc:
+            raise InputError(f"step {port.step}: {exc.message}", hint=exc.hint) from None

@@ -61,8 +61,12 @@ class Model:
         try:
             values = self.session.run(self._output_names, checked)
         except Exception as exc:  # onnxruntime's pybind errors: Fail, InvalidArgument, RuntimeException...
-            raise ModelError(f"onnxruntime failed running {self.name} {self.version}: {_first_line(exc)}") from exc
+            raise ModelError(f"onnxruntime failed running {self._where(exc)}: {_first_line(exc)}") from exc
         return dict(zip(self._output_names, values))
+
+    def _where(self, exc: BaseException) -> str:
+        """What failed, for the error line (a fused pipeline names the step)."""
+        return f"{self.name} {self.version}"
 
     def labels(self, output: str) -> list[str]:
         """The class names declared for one output (one per line of its labels file)."""

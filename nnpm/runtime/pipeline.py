@@ -40,7 +40,31 @@ def load_pipeline(pkg: "InstalledPackage", env: "Environment", *, providers: Any
     if not fuse:
         return StepwiseModel(pkg, env, wiring, sig, labels, providers=providers, session_options=session_options)
     session = make_session(fused_path(pkg, env), providers, session_options)
-    return Model(pkg.manifest, session, path=pkg.path, signature=sig, labels=labels)
+    return FusedModel(pkg.manifest, session, path=pkg.path, signature=sig, labels=labels, wiring=wiring,
+                      step_signatures=sigs)
+
+
+class FusedModel(Model):
+    """A pipeline fused into one session; its inputs are checked against every step that reads them,
+    as the stepwise run would, and an error inside the graph names the step it happened in."""
+
+    def __init__(self, *args: Any, wiring: Wiring, step_signatures: dict[str, Signature], **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.wiring, self._step_signatures = wiring, step_signatures
+
+    def run(self, feeds: Any) -> dict[str, Any]:
+        """Check the inputs against the pipeline's and each step's signature, then run once."""
+        from nnpm.runtime.inputs import check_step_inputs
+
+        check_step_inputs(self.wiring.inputs, self._step_signatures, feeds)
+        return super().run(feeds)
+
+    def _where(self, exc: BaseException) -> str:
+        import re
+
+        found = re.search(r"Name:\s*'([^/']+)/", str(exc))
+        where = f"{self.name} {self.version}"
+        return f"{where}, step {found.group(1)}" if found and found.group(1) in self.wiring.order else where
 
 
 def _open_step(pkg: "InstalledPackage", env: "Environment", **kw: Any) -> "Model":
@@ -61,6 +85,12 @@ class StepwiseModel:
 
     name = property(lambda self: self.manifest.name)
     version = property(lambda self: self.manifest.version)
+
+    def __repr__(self) -> str:
+        def side(specs):
+            return ", ".join(f"{s.name}: {s.dtype} {s.shape_text()}" for s in specs)
+        return (f"<nnpm.StepwiseModel {self.name} {self.version} {' -> '.join(self.wiring.order)} "
+                f"({side(self.signature.inputs)}) -> ({side(self.signature.outputs)})>")
 
     def run(self, feeds: dict[str, Any]) -> dict[str, Any]:
         """Run the steps in order, passing tensors along the wiring."""
