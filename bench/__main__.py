@@ -11,7 +11,7 @@ import time
 import traceback
 from pathlib import Path
 
-from bench import install, pipeline, registry, resolver, startup
+from bench import install, pipeline, publish, registry, resolver, startup
 from bench.common import Row, fmt, log, versions
 from bench.world import World
 
@@ -21,6 +21,7 @@ GROUPS = {
     "pipeline": pipeline.bench,
     "registry": registry.bench,
     "resolver": resolver.bench,
+    "publish": publish.bench,
 }
 RESULTS = Path(__file__).resolve().parent / "results.json"
 
