@@ -229,10 +229,11 @@ class TooLargeError(RegistryError):
 
 
 class BusyError(RegistryError):
-    """The registry is at capacity for this kind of request; try again after a while (429)."""
+    """The registry is at capacity for this kind of request; try again after `retry_after` seconds (429)."""
 
     code = "busy"
     http_status = 429
+    retry_after: float | None = None
 
 
 def _all_subclasses(cls: type) -> list[type]:

@@ -15,11 +15,12 @@ def serve(settings: ServerSettings) -> None:
     import uvicorn
 
     from registry_server.app import create_app
+    from registry_server.connections import protocol_class
 
     app = create_app(settings)
     print(f"nnpm registry serving on http://{settings.host}:{settings.port}", flush=True)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="info",
-                timeout_graceful_shutdown=5, server_header=False)
+                http=protocol_class(settings.header_timeout), timeout_graceful_shutdown=5, server_header=False)
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m registry_server") -> int:

@@ -14,7 +14,9 @@ from nnpm._version import __version__
 from nnpm.fsutil import remove_tree
 from registry_server import error_responses
 from registry_server.db.engine import make_engine, session_factory
+from registry_server.headers import SecurityHeaders, docs_csp
 from registry_server.routes import blobs, meta, packages, pages
+from registry_server.services.limiter import PublishLimiter
 from registry_server.settings import ServerSettings
 from registry_server.storage import storage_from_settings
 from registry_server.web.render import WEB
@@ -66,24 +68,27 @@ def create_app(settings: ServerSettings) -> FastAPI:
         yield
         engine.dispose()
 
-    app = FastAPI(title="nnpm registry", version=__version__, description=DESCRIPTION,
+    # redirect_slashes=False: Starlette would answer "/x/" with a redirect to an absolute URL
+    # built from the Host header; every redirect the registry sends is a relative one.
+    app = FastAPI(title="nnpm registry", version=__version__, description=DESCRIPTION, redirect_slashes=False,
                   docs_url=None, redoc_url=None, openapi_url="/openapi.json", lifespan=lifespan)
     app.state.settings = settings
     app.state.store = store
     app.state.engine = engine
     app.state.sessions = session_factory(engine)
+    app.state.publish_limiter = PublishLimiter(settings.validate_workers, settings.publish_queue)
     error_responses.install(app)
     app.include_router(meta.router)
     app.include_router(packages.router)
     app.include_router(blobs.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=str(WEB / "static")), name="static")
-    _mount_api_docs(app)
+    app.add_middleware(SecurityHeaders, docs_policy=_mount_api_docs(app))
     return app
 
 
-def _mount_api_docs(app: FastAPI) -> None:
-    """Swagger UI at /docs from the swagger-ui-bundle package, so it renders without a CDN."""
+def _mount_api_docs(app: FastAPI) -> str:
+    """Swagger UI at /docs from the swagger-ui-bundle package, so it renders without a CDN; its CSP."""
     from fastapi.openapi.docs import get_swagger_ui_html
     from fastapi.responses import HTMLResponse
 
@@ -97,6 +102,10 @@ def _mount_api_docs(app: FastAPI) -> None:
               "swagger_css_url": "/docs-assets/swagger-ui.css",
               "swagger_favicon_url": "/docs-assets/favicon-32x32.png"} if swagger_ui_path else {}
 
+    page = get_swagger_ui_html(openapi_url="/openapi.json", title="nnpm registry API", **assets)
+
     @app.get("/docs", include_in_schema=False)
-    def api_docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="nnpm registry API", **assets)
+    async def api_docs() -> HTMLResponse:
+        return HTMLResponse(page.body)
+
+    return docs_csp(page.body.decode(), None if swagger_ui_path else "https://cdn.jsdelivr.net")

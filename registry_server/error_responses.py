@@ -2,14 +2,20 @@
 
 An `nnpm.errors` class carries its own code and HTTP status (`NnpmError.to_wire`), so
 the client rebuilds the class the server meant. FastAPI's own validation errors and
-HTTPExceptions come out in the same shape.
+HTTPExceptions come out in the same shape. A BusyError (429) carries `Retry-After`; a
+408 (a stalled upload) closes the connection. No answer names a path of the server: the
+detail, hint and fields of every error are scrubbed of the data folder, the blob folder,
+the server's own code and its Python (`private_paths`); unexpected errors say only
+"internal server error".
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from urllib.parse import unquote
+import sys
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -37,10 +43,36 @@ def error_response(status: int, code: str, detail: str, headers: dict[str, str] 
                         status_code=status, headers=headers)
 
 
+def private_paths(settings) -> list[str]:
+    """Folders whose paths no answer may show: data, scratch, blobs (file://), this code, Python's prefix."""
+    roots = [settings.data_dir, settings.tmp_dir, Path(__file__).resolve().parent.parent, Path(sys.prefix)]
+    if settings.storage_url.startswith("file:"):
+        roots.append(Path(unquote(urlsplit(settings.storage_url).path)))
+    forms = {str(p) for root in roots for p in (Path(root), Path(root).resolve()) if len(str(p)) > 1}
+    return sorted(forms, key=len, reverse=True)
+
+
+def scrub(text, roots: list[str]):
+    """`text` with every path under `roots` replaced by '<server path>' (other values are returned as they are)."""
+    if not isinstance(text, str):
+        return text
+    for root in roots:
+        if root in text:
+            text = re.sub(re.escape(root) + r"(?:/[^\s'\"]*)?", "<server path>", text)
+    return text
+
+
 async def _nnpm_error(request: Request, exc: E.NnpmError) -> Response:
     wire = exc.to_wire()
-    return error_response(exc.response_status(), wire["error"], wire["detail"], hint=wire["hint"],
-                          fields=wire["fields"])
+    roots = getattr(request.app.state, "private_paths", [])
+    status, headers = exc.response_status(), {}
+    if isinstance(exc, E.BusyError):
+        headers["Retry-After"] = str(getattr(exc, "retry_after", 1))
+    if status == 408:  # the client stopped sending: nothing more will come on this connection
+        headers["Connection"] = "close"
+    fields = {k: scrub(v, roots) for k, v in wire["fields"].items()}
+    return error_response(status, wire["error"], scrub(wire["detail"], roots), headers,
+                          hint=scrub(wire["hint"], roots), fields=fields)
 
 
 async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
@@ -97,7 +129,8 @@ class EncodedSlashGuard:
 
 
 def install(app: FastAPI) -> None:
-    """Register the handlers on `app`."""
+    """Register the handlers on `app` (after `app.state.settings` is set)."""
+    app.state.private_paths = private_paths(app.state.settings)
     app.add_exception_handler(E.NnpmError, _nnpm_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

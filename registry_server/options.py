@@ -57,26 +57,39 @@ class Option:
             raise ConfigError(f"{self.env}={raw!r} is not a valid {self.type.__name__}") from None
 
 
-_BOTH = frozenset({"serve", "user"})
+_BOTH = frozenset({"serve", "user", "gc"})
+_STORE = frozenset({"serve", "gc"})
 OPTIONS = (
     Option("data", "data folder (database and blobs); default: <NNPM_HOME>/registry", Path, _BOTH),
     Option("database_url", "SQLAlchemy URL, e.g. postgresql://USER:PASS@HOST/DB (default: SQLite in the data folder)",
            str, _BOTH),
     Option("host", "address to listen on (0.0.0.0 for every interface); default 127.0.0.1"),
     Option("port", "TCP port to listen on; default 8765", int),
-    Option("storage_url", "where blobs live: s3://BUCKET/PREFIX or file:///PATH (default: the data folder)"),
-    Option("s3_endpoint", "S3 endpoint URL (default: AWS_ENDPOINT_URL, else AWS); credentials from the AWS_* variables"),
+    Option("storage_url", "where blobs live: s3://BUCKET/PREFIX or file:///PATH (default: the data folder)",
+           str, _STORE),
+    Option("s3_endpoint", "S3 endpoint URL (default: AWS_ENDPOINT_URL, else AWS); credentials from the AWS_* variables",
+           str, _STORE),
     Option("redirect_downloads", "answer blob downloads with a 307 to a short-lived presigned S3 URL (s3:// only)",
            bool),
     Option("max_blob_size", "bytes per uploaded file (default 8 GiB)", int),
     Option("max_manifest_size", "bytes per manifest (default 4 MiB)", int),
     Option("validate_timeout", "seconds the model-checking worker may take (default 60)", float),
     Option("validate_memory", "address-space bytes of that worker (default 2 GiB)", int),
+    Option("validate_workers", "model-checking workers running at once (default 2)", int),
+    Option("publish_queue", "publishes that may wait for a worker; more are answered 429 (default 16)", int),
+    Option("validate_scratch", "bytes one publish may copy into scratch space to be checked (default 64 GiB)", int),
+    Option("readme_timeout", "seconds to render a README at publish; slower ones are shown as plain text (default 10)",
+           float),
+    Option("body_timeout", "seconds an upload may send nothing before it is dropped with 408 (default 60)", float),
+    Option("header_timeout", "seconds a connection has to send its request headers (default 30)", float),
+    Option("upload_quota", "bytes of blobs each user may upload in total; 0 for no limit (default 0)", int),
 )
+_POSITIVE = ("validate_timeout", "validate_memory", "validate_workers", "validate_scratch", "readme_timeout",
+             "body_timeout", "header_timeout", "max_blob_size", "max_manifest_size")
 
 
 def build_parser(command: str, prog: str) -> argparse.ArgumentParser:
-    """An argparse parser with the options `command` ("serve" or "user") takes."""
+    """An argparse parser with the options `command` ("serve", "user" or "gc") takes."""
     parser = argparse.ArgumentParser(prog=prog, description="Each option can also come from the environment "
                                      f"variable named after it ({ENV_PREFIX}DATABASE_URL for --database-url).")
     for opt in OPTIONS:
@@ -113,6 +126,12 @@ def settings_from(args: argparse.Namespace, command: str) -> ServerSettings:
     port = values.get("port", 1)
     if not 0 < port < 65536:
         raise ConfigError(f"port {port} is not between 1 and 65535")
+    for field in _POSITIVE:
+        if field in values and not values[field] > 0:
+            raise ConfigError(f"--{field.replace('_', '-')} must be above 0, not {values[field]}")
+    for field in ("publish_queue", "upload_quota"):
+        if values.get(field, 0) < 0:
+            raise ConfigError(f"--{field.replace('_', '-')} must not be negative")
     return ServerSettings(data_dir=data, **values)
 
 

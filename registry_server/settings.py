@@ -28,6 +28,13 @@ class ServerSettings:
     max_manifest_size: int = MAX_MANIFEST_BYTES   # one manifest.json body
     validate_timeout: float = 60.0         # seconds of wall clock for the model-reading worker
     validate_memory: int = 2 * GIB         # address space (RLIMIT_AS) of that worker
+    validate_workers: int = 2              # model-reading workers running at once (per process)
+    publish_queue: int = 16                # publishes waiting for a worker; more are answered 429
+    validate_scratch: int = 64 * GIB       # bytes one publish may copy into its scratch folder
+    readme_timeout: float = 10.0           # seconds to render a README to HTML, once, at publish
+    body_timeout: float = 60.0             # seconds an upload may go without sending a byte (408)
+    header_timeout: float = 30.0           # seconds a connection has to send its request headers
+    upload_quota: int = 0                  # bytes of blobs one user may have uploaded; 0 = unlimited
     max_readme_size: int = MAX_README_BYTES       # README bytes rendered on the model card
     max_json_depth: int = MAX_JSON_DEPTH   # nesting of any JSON body
 

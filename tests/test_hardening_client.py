@@ -264,8 +264,50 @@ def test_a_hand_edited_lock_is_refused_naming_the_package(tmp_path: Path, small_
     assert "tiny" in line
 
 
-def test_a_token_on_the_command_line_draws_a_warning(tmp_path: Path) -> None:
-    proc = _nnpm(tmp_path / "home", "publish", str(tmp_path), "--registry", "http://127.0.0.1:9", "--token", "secret")
-    assert "warning: a token on the command line" in proc.stderr and "secret" not in proc.stderr
-    proc = _nnpm(tmp_path / "home", "login", "--registry", "http://127.0.0.1:9", "--token-stdin", stdin="secret\n")
-    assert "warning" not in proc.stderr and "secret" not in proc.stderr
+def test_a_token_on_the_command_line_draws_a_warning(tmp_path: Path, registry) -> None:
+    token = registry.add_user("alice")
+    proc = _nnpm(tmp_path / "home", "whoami", "--registry", registry.url, "--token", token)
+    assert proc.returncode == 0 and proc.stdout.startswith("alice")
+    assert "warning: a token on the command line" in proc.stderr and token not in proc.stderr
+    proc = _nnpm(tmp_path / "home", "login", "--registry", registry.url, "--token-stdin", stdin=token + "\n")
+    assert proc.returncode == 0 and "warning" not in proc.stderr and token not in proc.stderr + proc.stdout
+    failed = _nnpm(tmp_path / "home", "whoami", "--registry", registry.url, "--token", "wrong")
+    _one_error_line(failed)   # a failure is one line: the warning is not added to it
+
+
+def test_publish_rides_out_a_busy_registry_a_timed_out_upload_and_a_collected_blob(small_package) -> None:
+    """429 with Retry-After, 408 for an upload, then a 404 naming a blob its gc took: publish still lands."""
+    from nnpm.author.publish import upload
+    from nnpm.client.api import RegistryClient
+
+    built = build(small_package("tiny", "1.0.0", readme=None))
+    stored: set[str] = set()
+    script = {"blob_put": [408], "manifest_put": [429, 404]}
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        path, method = request.url.path, request.method
+        seen.append(f"{method} {path.rsplit('/', 1)[-1][:14]}")
+        if path.startswith("/api/v1/blobs/"):
+            digest = path.rsplit(":", 1)[1]
+            if method == "HEAD":
+                return httpx.Response(200 if digest in stored else 404,
+                                      headers={"Content-Length": str(built.manifest.files[0].size)} if digest in stored else {})
+            request.read()
+            if script["blob_put"]:
+                return httpx.Response(script["blob_put"].pop(0), json={"error": "registry_error", "detail": "too slow"})
+            stored.add(digest)
+            return httpx.Response(201, json={})
+        if script["manifest_put"]:
+            status = script["manifest_put"].pop(0)
+            if status == 404:
+                stored.clear()   # the registry's gc removed what was uploaded
+                return httpx.Response(404, json={"error": "not_found", "detail": "is being removed as unused"})
+            return httpx.Response(429, json={"error": "busy", "detail": "queue full"}, headers={"Retry-After": "0.5"})
+        return httpx.Response(201, json={})
+
+    waits: list[float] = []
+    with RegistryClient(URL, token="t", transport=httpx.MockTransport(handler)) as client:
+        result = upload(built.manifest, built.paths, client, progress=False, sleep=waits.append)
+    assert result.created and waits == [0.5]
+    assert len([s for s in seen if s.startswith("PUT sha256")]) == 3   # 408, then sent, then again after the gc

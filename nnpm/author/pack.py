@@ -39,6 +39,12 @@ def build(folder: Path, *, allow_hardlinks: bool = False) -> Built:
     info = None
     if project.model:
         info = onnxinfo.read_model(folder, project.model.file, allow_hardlinks=allow_hardlinks)
+        declared = set(rels) - {project.model.file}
+        for rel in info.external_files:
+            if rel in declared:   # the registry hands its validator only the graph and its data files
+                raise PackageSafetyError(f"the graph keeps external data in {rel!r}, which the package declares as "
+                                         "its README, a labels file or an included file",
+                                         hint="save the weights to a data file of their own")
         rels += [r for r in info.external_files if r not in rels]
         names = {o.name for o in info.signature.outputs}
         for out in project.model.outputs:

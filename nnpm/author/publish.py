@@ -8,16 +8,21 @@ streams (the last chunk is held back until the sha256 matches).
 from __future__ import annotations
 
 import tempfile
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from nnpm.client.api import RegistryClient
-from nnpm.errors import IntegrityError, ManifestError
+from nnpm.errors import BusyError, IntegrityError, ManifestError, NotFoundError, RegistryError
 from nnpm.format.manifest import FileEntry, Manifest
 from nnpm.format.project import TOML_NAME
 from nnpm.progress import transfer_progress
 
 PROGRESS_MIN_BYTES = 1_000_000   # smaller uploads finish before a bar is worth drawing
+ROUNDS = 3                       # uploads of one blob, and whole upload-then-PUT rounds
+BUSY_ATTEMPTS = 8                # PUTs of the manifest while the registry answers 429
+MAX_BUSY_WAIT = 30.0             # seconds to wait at most before one retry
 
 
 @dataclass(frozen=True)
@@ -63,12 +68,38 @@ def publish(path: Path | str, client: RegistryClient, *, progress: bool = True) 
 
 
 def upload(manifest: Manifest, paths: dict[str, Path], client: RegistryClient, *,
-           progress: bool = True) -> PublishResult:
-    """Upload the blobs of a verified manifest that the registry lacks, then PUT the manifest."""
+           progress: bool = True, sleep: Callable[[float], None] = time.sleep) -> PublishResult:
+    """Upload the blobs of a verified manifest that the registry lacks, then PUT the manifest.
+
+    A busy registry (429) is asked again after its Retry-After; an upload it timed out (408)
+    is sent again; a blob it lost between the upload and the PUT (its garbage collector
+    runs) is found again and re-uploaded. Each a bounded number of times."""
     blobs: dict[str, FileEntry] = {}
     for entry in manifest.files:                      # identical files are one blob
         blobs.setdefault(entry.sha256, entry)
-    missing, skipped = [], []
+    uploaded: list[FileEntry] = []
+    skipped: list[FileEntry] = []
+    sent = 0
+    for attempt in range(ROUNDS):
+        missing, present = _missing(blobs, client)
+        if attempt == 0:
+            skipped = present
+        sent += _send(missing, paths, client, progress)
+        uploaded += missing
+        try:
+            status = _put_manifest(client, manifest, sleep)
+        except NotFoundError:
+            if attempt == ROUNDS - 1:
+                raise
+            continue
+        return PublishResult(manifest=manifest, created=status == 201, uploaded=tuple(uploaded),
+                             skipped=tuple(e for e in skipped if e not in uploaded), bytes_sent=sent)
+    raise AssertionError("unreachable")
+
+
+def _missing(blobs: dict[str, FileEntry], client: RegistryClient) -> tuple[list[FileEntry], list[FileEntry]]:
+    """(blobs the registry lacks, blobs it has), checking each stored size."""
+    missing, present = [], []
     for digest, entry in blobs.items():
         size = client.has_blob(digest)
         if size is None:
@@ -77,17 +108,37 @@ def upload(manifest: Manifest, paths: dict[str, Path], client: RegistryClient, *
             raise IntegrityError(f"the registry holds blob sha256:{digest[:12]}… ({entry.path}) with {size} bytes, "
                                  f"the manifest says {entry.size}", hint="tell the registry's operator")
         else:
-            skipped.append(entry)
+            present.append(entry)
+    return missing, present
+
+
+def _send(missing: list[FileEntry], paths: dict[str, Path], client: RegistryClient, progress: bool) -> int:
+    """Upload the missing blobs with progress bars; an upload the registry timed out (408) goes again."""
     total = sum(e.size for e in missing)
-    sent = 0
     enabled = None if progress and total >= PROGRESS_MIN_BYTES else False
     with transfer_progress(total, enabled) as bars:
         for entry in missing:
-            task = bars.add_file(entry.path, entry.size)
-            client.upload_blob(entry.sha256, entry.size, paths[entry.path],
-                               on_progress=lambda n, task=task: bars.advance(task, n))
-            bars.finish(task)
-            sent += entry.size
-    status = client.put_manifest(manifest)
-    return PublishResult(manifest=manifest, created=status == 201, uploaded=tuple(missing),
-                         skipped=tuple(skipped), bytes_sent=sent)
+            for attempt in range(ROUNDS):
+                task = bars.add_file(entry.path, entry.size)
+                try:
+                    client.upload_blob(entry.sha256, entry.size, paths[entry.path],
+                                       on_progress=lambda n, task=task: bars.advance(task, n))
+                    break
+                except RegistryError as exc:
+                    if exc.status != 408 or attempt == ROUNDS - 1:
+                        raise
+                finally:
+                    bars.finish(task)
+    return total
+
+
+def _put_manifest(client: RegistryClient, manifest: Manifest, sleep: Callable[[float], None]) -> int:
+    """PUT the manifest, waiting as a busy registry asks (bounded)."""
+    for attempt in range(BUSY_ATTEMPTS):
+        try:
+            return client.put_manifest(manifest)
+        except BusyError as exc:
+            if attempt == BUSY_ATTEMPTS - 1:
+                raise
+            sleep(min(exc.retry_after if exc.retry_after is not None else 1.0, MAX_BUSY_WAIT))
+    raise AssertionError("unreachable")

@@ -64,6 +64,11 @@ def main() -> None:
 
     try:
         app()
+    except SystemExit as done:
+        if done.code in (0, None):
+            for warning in state.warnings:
+                print(warning, file=sys.stderr)
+        raise
     except NnpmError as exc:
         _fail(exc.one_line())
     except OSError as exc:

@@ -18,11 +18,11 @@ TOKEN_WARNING = ("warning: a token on the command line can be read by other user
 
 
 def warn_command_line_token(token: str | None) -> None:
-    """Say once, on stderr, that a token given as an argument is exposed."""
-    if token:
-        import sys
+    """Say once, on stderr when the command is done, that a token given as an argument is exposed."""
+    from nnpm.cli import state
 
-        print(TOKEN_WARNING, file=sys.stderr)
+    if token and TOKEN_WARNING not in state.warnings:
+        state.warnings.append(TOKEN_WARNING)
 
 
 def registry_client(registry: str | None, token: str | None, *, need_token: bool = True,

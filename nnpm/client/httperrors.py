@@ -118,7 +118,18 @@ def error_for_response(status: int, headers: httpx.Headers, body: bytes, url: st
         message = _clean(detail)
     hint = _clean(hint) if hint else _default_hint(status, where)
     safe_fields = {k: v for k, v in fields.items() if isinstance(v, (str, int, float, list, type(None)))}
-    return cls.from_wire(message, hint=hint, fields=safe_fields, status=status)
+    err = cls.from_wire(message, hint=hint, fields=safe_fields, status=status)
+    if isinstance(err, BusyError):
+        err.retry_after = _seconds(headers.get("retry-after"))
+    return err
+
+
+def _seconds(value: str | None) -> float | None:
+    """A Retry-After given in seconds (the HTTP-date form is read as unknown)."""
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
 
 
 def error_for_request_error(exc: httpx.RequestError, url: str) -> RegistryError:

@@ -190,13 +190,13 @@ def _without_external_data(model: Any) -> Any:
 
 def _check_domains(model: Any, rel: str) -> None:
     """Refuse operators that need a custom-op library: nnpm never loads native code a package asks for."""
-    local = {f.domain for f in model.functions}
+    functions = {(f.domain, f.name) for f in model.functions}
     nodes = [*_nodes(model.graph), *(n for f in model.functions for n in f.node)]
     for info in model.training_info:
         nodes += [*_nodes(info.initialization), *_nodes(info.algorithm)]
-    for node in nodes:
-        if node.domain not in STANDARD_DOMAINS and node.domain not in local:
-            raise ModelError(f"{rel!r} uses operator {node.op_type!r} from domain {node.domain!r}, which needs a "
+    for node in nodes:   # a node may call one of the model's own functions, in that function's domain
+        if node.domain not in STANDARD_DOMAINS and (node.domain, node.op_type) not in functions:
+            raise ModelError(f"{rel!r} uses operator {node.op_type[:100]!r} from domain {node.domain[:100]!r}, which needs a "
                              "custom-op library", hint="nnpm runs standard ONNX, ONNX-ML and onnxruntime's "
                              "com.microsoft operators only; export the model without custom operators")
 

@@ -2,8 +2,11 @@
 
 Users hold hashed API tokens; a Package (canonical PEP 503 name) has Owners and
 Releases; a Release keeps the canonical manifest bytes it was published with, never
-changed, only yanked. The schema is Alembic's (`registry_server/db/migrations/`); the
-engine and sessions are in `registry_server.db.engine`.
+changed, only yanked, and its README as HTML, rendered once at publish. A Blob row says
+who uploaded a stored blob (upload quotas) and when an upload or a publish last needed
+it (garbage collection). User names are unique case-insensitively. The schema is
+Alembic's (`registry_server/db/migrations/`); the engine and sessions are in
+`registry_server.db.engine`.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from packaging.utils import canonicalize_version
-from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -36,6 +39,10 @@ class User(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+
+
+# 'Alice' and 'alice' are one user: a unique index on the lower-cased name (SQLite and PostgreSQL).
+Index("uq_users_name_lower", func.lower(User.name), unique=True)
 
 
 class Token(Base):
@@ -83,7 +90,24 @@ class Release(Base):
     yanked: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     yanked_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     published_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+    readme_html: Mapped[str | None] = mapped_column(Text, nullable=True)  # rendered at publish; NULL: not rendered
     package: Mapped[Package] = relationship()
+
+
+class Blob(Base):
+    """A blob in the store: who uploaded it, and when an upload or a publish last needed it.
+
+    `collecting` is set by garbage collection, atomically and only on a row nobody used
+    within the grace period, before the blob is deleted; a publish never relies on a blob
+    whose row is being collected (registry_server.services.blobs)."""
+
+    __tablename__ = "blobs"
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    uploader_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True, index=True)
+    uploaded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+    used_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+    collecting: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
 
 
 def as_utc(value: datetime) -> datetime:

@@ -5,13 +5,16 @@ from __future__ import annotations
 import re
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from sqlalchemy.orm import Session
 
 from nnpm.errors import ManifestError, NotFoundError, RegistryError, TooLargeError
 from nnpm.format.fields import is_digest
 from registry_server.db.tables import User
 from registry_server.error_responses import error_response
-from registry_server.routes.deps import current_user, get_settings, get_store
+from registry_server.routes.deps import body_stream, current_user, get_session, get_settings, get_store
+from registry_server.services.blobs import record_stored, release, reserve
 from registry_server.settings import ServerSettings
 from registry_server.storage.base import BlobStore
 
@@ -113,7 +116,8 @@ def get_blob(ref: str, request: Request, store: BlobStore = Depends(get_store),
 @router.put("/{ref}", summary="Upload a blob (streamed; hashed while written)", openapi_extra=_BLOB_BODY,
             status_code=201, responses={200: {"description": "already stored"}, 201: {"description": "stored"}})
 async def put_blob(ref: str, request: Request, user: User = Depends(current_user),
-                   store: BlobStore = Depends(get_store), settings: ServerSettings = Depends(get_settings)) -> Response:
+                   session: Session = Depends(get_session), store: BlobStore = Depends(get_store),
+                   settings: ServerSettings = Depends(get_settings)) -> Response:
     digest = parse_ref(ref)
     length = request.headers.get("content-length")
     if length is None or not length.isdigit():
@@ -123,5 +127,14 @@ async def put_blob(ref: str, request: Request, user: User = Depends(current_user
     if size > settings.max_blob_size:
         raise TooLargeError(f"the blob is {size} bytes; this registry takes at most {settings.max_blob_size}",
                             status=413)
-    created = await store.put(digest, request.stream(), size=size)  # a client that goes away: errors.py
+    reserved = False
+    if settings.upload_quota and not await run_in_threadpool(store.exists, digest):
+        reserved = await run_in_threadpool(reserve, session, user, digest, size, settings.upload_quota)
+    try:  # a client that goes away or stalls: error_responses.py; the store keeps nothing either way
+        created = await store.put(digest, body_stream(request, settings.body_timeout), size=size)
+    except Exception:
+        if reserved and not await run_in_threadpool(store.exists, digest):
+            await run_in_threadpool(release, session, user, digest)
+        raise
+    await run_in_threadpool(record_stored, session, user, digest, size)
     return JSONResponse({"digest": f"sha256:{digest}", "size": size}, status_code=201 if created else 200)

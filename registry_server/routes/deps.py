@@ -1,14 +1,18 @@
-"""Request-scoped dependencies: settings, blob store, one database session, the bearer's user."""
+"""Request-scoped dependencies: settings, blob store, one database session, the bearer's user; request bodies.
+
+`get_settings` and `get_store` are coroutines, so they cost no worker thread.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
+import anyio
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
-from nnpm.errors import UnauthenticatedError
+from nnpm.errors import RegistryError, UnauthenticatedError
 from registry_server.db.tables import User
 from registry_server.services.auth import user_for_token
 from registry_server.settings import ServerSettings
@@ -17,14 +21,29 @@ from registry_server.storage.base import BlobStore
 bearer = HTTPBearer(auto_error=False, description="An API token from `nnpm registry user add NAME`.")
 
 
-def get_settings(request: Request) -> ServerSettings:
+async def get_settings(request: Request) -> ServerSettings:
     """The app's settings."""
     return request.app.state.settings
 
 
-def get_store(request: Request) -> BlobStore:
+async def get_store(request: Request) -> BlobStore:
     """The app's blob store."""
     return request.app.state.store
+
+
+async def body_stream(request: Request, idle: float) -> AsyncIterator[bytes]:
+    """The request body as it arrives; a 408 RegistryError when nothing arrives for `idle` seconds."""
+    chunks = request.stream().__aiter__()
+    while True:
+        try:
+            with anyio.fail_after(idle):
+                chunk = await chunks.__anext__()
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise RegistryError(f"the upload sent nothing for {idle:g} s, so it was dropped; nothing was stored",
+                                status=408, hint="check the connection and send it again") from None
+        yield chunk
 
 
 def get_session(request: Request) -> Iterator[Session]:

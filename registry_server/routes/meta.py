@@ -1,6 +1,12 @@
-"""`/api/v1/health`, `/ready`, `/whoami` and `/search`: the server's state and the catalog's search."""
+"""`/api/v1/health`, `/ready`, `/whoami` and `/search`: the server's state and the catalog's search.
+
+`/health` is a coroutine touching nothing: it answers without a worker thread, however
+busy the thread pool is. `/ready` names what is wrong without details (they go to the log).
+"""
 
 from __future__ import annotations
+
+import logging
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -14,10 +20,11 @@ from registry_server.routes.deps import current_user, get_session
 from registry_server.services import catalog
 
 router = APIRouter(prefix="/api/v1")
+log = logging.getLogger("registry_server")
 
 
 @router.get("/health", tags=["meta"], summary="Liveness and the server's nnpm version")
-def health() -> dict:
+async def health() -> dict:
     return {"status": "ok", "version": __version__}
 
 
@@ -32,8 +39,9 @@ def ready(request: Request) -> Response:
         problems.append(f"database: {type(exc).__name__}")
     try:
         request.app.state.store.check()
-    except Exception as exc:
-        problems.append(f"blob store: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+    except Exception as exc:  # its message may name a folder or a bucket's internals: the log has it
+        log.warning("readiness: the blob store cannot be used: %s", exc)
+        problems.append(f"blob store: {type(exc).__name__}")
     if problems:
         return error_response(503, "registry_error", "not ready: " + "; ".join(problems))
     return JSONResponse({"status": "ready", "version": __version__})

@@ -9,10 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from registry_server.db.tables import User
-from registry_server.routes.deps import current_user, get_session, get_settings, get_store
+from registry_server.routes.deps import body_stream, current_user, get_session, get_settings, get_store
 from registry_server.services import catalog
 from registry_server.services.owners import add_owner, require_owner, set_yanked
-from registry_server.services.publish import publish, read_body
+from registry_server.services.publish import publish_version, read_body
 from registry_server.settings import ServerSettings
 from registry_server.storage.base import BlobStore
 
@@ -76,10 +76,19 @@ async def put_version(name: str, version: str, request: Request, user: User = De
                       session: Session = Depends(get_session), store: BlobStore = Depends(get_store),
                       settings: ServerSettings = Depends(get_settings)) -> Response:
     name, version = catalog.url_name(name), catalog.url_version(version)
-    body = await read_body(request.stream(), request.headers.get("content-length"),
-                           settings.max_manifest_size, "manifest")
-    status, row = await run_in_threadpool(publish, session, store, settings, user, name, version, body)
-    return JSONResponse(catalog.version_view(row, name), status_code=status)
+    limiter = request.app.state.publish_limiter
+    async with limiter.admit():  # 429 at once when too many publishes are waiting; bounds the bodies held too
+        body = await read_body(body_stream(request, settings.body_timeout), request.headers.get("content-length"),
+                               settings.max_manifest_size, "manifest")
+        async with limiter.worker():  # waits on the event loop: no thread is held while queued
+            status, view = await run_in_threadpool(_publish, session, store, settings, user, name, version, body)
+    return JSONResponse(view, status_code=status)
+
+
+def _publish(session: Session, store: BlobStore, settings: ServerSettings, user: User, name: str, version: str,
+             body: bytes) -> tuple[int, dict]:
+    status, row = publish_version(session, store, settings, user, name, version, body)
+    return status, catalog.version_view(row, name)
 
 
 def _yank(name: str, version: str, yanked: bool, reason: str, user: User, session: Session) -> dict:

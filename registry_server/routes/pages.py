@@ -7,7 +7,6 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from nnpm.errors import ManifestError
-from nnpm.format.manifest import Manifest
 from registry_server.db.tables import iso, version_key
 from registry_server.routes.deps import get_session, get_settings, get_store
 from registry_server.services import catalog
@@ -53,7 +52,7 @@ def _card(request: Request, name: str, version: str | None, session: Session, st
     row = next((r for r in rows if r.version_key == version_key(version)), None) if version else top
     if row is None:
         return not_found_page(request, f"{canonical} has no version {version}.")
-    manifest = Manifest.from_json(row.manifest_json)
+    manifest = catalog.manifest_of(row)
     project = manifest.project
     pinned = row is not top
     install = f"nnpm install {canonical}" + (f"=={row.version}" if pinned else "")
@@ -64,7 +63,7 @@ def _card(request: Request, name: str, version: str | None, session: Session, st
         versions=[{"version": r.version, "yanked": r.yanked, "reason": r.yanked_reason,
                    "published": iso(r.published_at)[:10], "current": r is row} for r in reversed(rows)],
         published=iso(row.published_at), install=install, load=load,
-        readme=readme_html(manifest, store, settings.max_readme_size),
+        readme=readme_html(row, manifest, store, settings.max_readme_size),
         owners=catalog.owners_of(session, pkg),
         deps=[(dep, str(spec) or "any") for dep, spec in project.dependencies.items()],
         files=[{"path": f.path, "size": human_size(f.size), "bytes": f.size, "sha256": f.sha256}

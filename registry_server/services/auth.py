@@ -1,4 +1,8 @@
-"""Users and API tokens: tokens are random, shown once, and stored only as their sha256."""
+"""Users and API tokens: tokens are random, shown once, and stored only as their sha256.
+
+User names are ASCII and unique case-insensitively ('Alice' and 'alice' are one name;
+the database holds a unique index on lower(name) too), so no look-alike of a user can be
+created and `nnpm owner add PKG ALICE` finds 'alice'."""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import hashlib
 import re
 import secrets
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError as DbIntegrityError
 from sqlalchemy.orm import Session
 
@@ -14,7 +18,7 @@ from nnpm.errors import ConfigError
 from registry_server.db.tables import Token, User
 
 TOKEN_PREFIX = "nnpm_"
-_USER_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62}[A-Za-z0-9])?$")
+_USER_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62}[A-Za-z0-9])?", re.ASCII)
 
 
 def hash_token(token: str) -> str:
@@ -24,24 +28,36 @@ def hash_token(token: str) -> str:
 
 def check_user_name(name: str) -> str:
     """A user name: 1-64 letters, digits, '.', '_' or '-', starting and ending alphanumeric."""
-    if not isinstance(name, str) or not _USER_RE.match(name):
+    if not isinstance(name, str) or not _USER_RE.fullmatch(name):
         raise ConfigError(f"invalid user name {name!r}",
                           hint="use 1-64 letters, digits, '.', '_' or '-', starting and ending with a letter or digit")
     return name
 
 
+def find_user(session: Session, name: str) -> User | None:
+    """The user whose name equals `name` ignoring case, or None."""
+    return session.scalar(select(User).where(func.lower(User.name) == name.lower()))
+
+
 def get_or_create_user(session: Session, name: str) -> User:
-    """The user called `name`, created when missing (commits)."""
+    """The user called `name`, created when missing (commits).
+
+    ConfigError when a user whose name differs only in case exists: that is another
+    person's name, and handing out a token for it would hand out their identity."""
     check_user_name(name)
-    user = session.scalar(select(User).where(User.name == name))
-    if user is not None:
-        return user
-    session.add(User(name=name))
-    try:
-        session.commit()
-    except DbIntegrityError:  # created concurrently
-        session.rollback()
-    return session.scalars(select(User).where(User.name == name)).one()
+    user = find_user(session, name)
+    if user is None:
+        session.add(User(name=name))
+        try:
+            session.commit()
+        except DbIntegrityError:  # created concurrently (in any case)
+            session.rollback()
+        user = find_user(session, name)
+        assert user is not None
+    if user.name != name:
+        raise ConfigError(f"there is already a user called {user.name!r}; user names are unique ignoring case",
+                          hint=f"to issue another token for that user, run: nnpm registry user add {user.name}")
+    return user
 
 
 def issue_token(session: Session, user: User) -> str:

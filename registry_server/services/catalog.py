@@ -1,4 +1,9 @@
-"""Reading the catalog: packages, versions, packuments, search. No writes here."""
+"""Reading the catalog: packages, versions, packuments, search. No writes here.
+
+A stored manifest never changes, so it is parsed once per process (`manifest_of`, an LRU
+keyed by its sha256), and a packument body is built once per state of its package's rows
+(`packument`): anonymous reads do not re-validate or re-serialise large manifests.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +13,21 @@ import json
 from packaging.version import Version
 from sqlalchemy import bindparam, or_, select
 from sqlalchemy.engine import Connection
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from nnpm.errors import ManifestError, NotFoundError
 from nnpm.format import packument as wire
 from nnpm.format.fields import canonical_name, parse_version
+from nnpm.format.limits import MIB
+from nnpm.format.manifest import Manifest
 from nnpm.format.packument import latest_version
 from registry_server.db.tables import Owner, Package, Release, User, iso, version_key
+from registry_server.services.cache import LRU
+
+# Parsed manifests by sha256, bounded by the bytes of their JSON (a parsed one takes a few times that).
+MANIFESTS: LRU[Manifest] = LRU(max_entries=1024, max_cost=32 * MIB)
+# Packument bodies and ETags by (name, state of every row), bounded by the bytes of the bodies.
+PACKUMENTS: LRU[tuple[bytes, str]] = LRU(max_entries=256, max_cost=64 * MIB)
 
 
 def url_name(name: str) -> str:
@@ -59,15 +72,27 @@ def require_version(session: Session, name: str, version: str) -> Release:
 
 
 def versions_of(session: Session, package: Package) -> list[Release]:
-    """Every version of a package, PEP 440 ascending."""
-    rows = session.scalars(select(Release).where(Release.package_id == package.id)).all()
+    """Every version of a package, PEP 440 ascending; a row's manifest and README load only when read."""
+    rows = session.scalars(select(Release).where(Release.package_id == package.id)
+                           .options(defer(Release.manifest_json), defer(Release.readme_html))).all()
     return sorted(rows, key=lambda r: Version(r.version))
 
 
-def latest(rows: list[Release]) -> Release | None:
+def latest(rows: list) -> Release | None:
     """The row `nnpm install NAME` would pick: as `Packument.latest` chooses (nnpm.format.packument)."""
     top = latest_version((Version(r.version), r.yanked) for r in rows)
     return next((r for r in rows if Version(r.version) == top), None)
+
+
+def stored_manifest(sha256: str, manifest_json: str) -> Manifest:
+    """The Manifest of stored canonical bytes, parsed once per process (stored manifests never change)."""
+    return MANIFESTS.get_or_make(sha256, len(manifest_json), lambda: Manifest.from_json(manifest_json))
+
+
+def manifest_of(row: Release) -> Manifest:
+    """The parsed manifest of a version row (cached by its sha256; the JSON is read only on a miss)."""
+    cached = MANIFESTS.get(row.manifest_sha256)
+    return cached if cached is not None else stored_manifest(row.manifest_sha256, row.manifest_json)
 
 
 def version_view(row: Release, name: str) -> dict:
@@ -82,23 +107,35 @@ def version_view(row: Release, name: str) -> dict:
     }
 
 
-# The hottest read: one prepared query for the columns the packument shows, and no ORM objects.
-_PACKUMENT_ROWS = (select(Release.version, Release.yanked, Release.yanked_reason, Release.published_at,
-                          Release.manifest_json)
-                   .join(Package, Release.package_id == Package.id).where(Package.name == bindparam("name")))
+# The hottest read: prepared queries for the columns the packument shows, and no ORM objects.
+# First the small columns (the state of the package); the manifests only when that state is new.
+_PACKUMENT_STATE = (select(Release.version, Release.yanked, Release.yanked_reason, Release.published_at,
+                           Release.manifest_sha256)
+                    .join(Package, Release.package_id == Package.id).where(Package.name == bindparam("name")))
+_PACKUMENT_MANIFESTS = (select(Release.manifest_sha256, Release.manifest_json)
+                        .join(Package, Release.package_id == Package.id).where(Package.name == bindparam("name")))
 
 
 def packument(conn: Connection | Session, name: str) -> tuple[bytes, str]:
     """The packument of `name` as JSON bytes, and its ETag (a hash of those bytes).
 
-    Takes a plain Connection (cheaper than an ORM Session per request) or a Session."""
-    rows = conn.execute(_PACKUMENT_ROWS, {"name": name}).all()
+    Takes a plain Connection (cheaper than an ORM Session per request) or a Session. The
+    body is built once per state of the package's rows (versions, yanks, manifests)."""
+    rows = conn.execute(_PACKUMENT_STATE, {"name": name}).all()
     if not rows and conn.execute(select(Package.id).where(Package.name == name)).first() is None:
         raise NotFoundError(f"no package {name!r} on this registry")
+    state = (name, tuple((r.version, r.yanked, r.yanked_reason, iso(r.published_at), r.manifest_sha256)
+                         for r in rows))
+    cached = PACKUMENTS.get(state)
+    if cached is not None:
+        return cached
+    manifests = dict(conn.execute(_PACKUMENT_MANIFESTS, {"name": name}).all())
     body = wire.Packument.of(name, [
-        wire.Release(name, Version(r.version), json.loads(r.manifest_json), r.yanked, r.yanked_reason,
-                     iso(r.published_at)) for r in rows]).to_json()
-    return body, '"' + hashlib.sha256(body).hexdigest() + '"'
+        wire.Release(name, Version(version), json.loads(manifests[sha]), yanked, reason, published)
+        for version, yanked, reason, published, sha in state[1]]).to_json()
+    answer = body, '"' + hashlib.sha256(body).hexdigest() + '"'
+    PACKUMENTS.put(state, answer, len(body))
+    return answer
 
 
 def owners_of(session: Session, package: Package) -> list[str]:
@@ -132,10 +169,15 @@ def search(session: Session, q: str, limit: int) -> list[dict]:
         lowered = q.lower()
         return (0 if name == lowered else 1 if name.startswith(lowered) else 2 if lowered in name else 3, name)
 
+    chosen = sorted(found, key=rank)[:limit]
+    by_package: dict[int, list] = {}
+    if chosen:  # the columns search shows, for every chosen package at once (no manifests)
+        for row in session.execute(select(Release.package_id, Release.version, Release.yanked, Release.description,
+                                          Release.tags).where(Release.package_id.in_([p for p, _ in chosen]))):
+            by_package.setdefault(row.package_id, []).append(row)
     results = []
-    for pkg_id, name in sorted(found, key=rank)[:limit]:
-        rows = session.scalars(select(Release).where(Release.package_id == pkg_id)).all()
-        top = latest(list(rows))
+    for pkg_id, name in chosen:
+        top = latest(by_package.get(pkg_id, []))
         if top is None:
             continue
         results.append({"name": name, "version": top.version, "description": top.description,

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError as DbIntegrityError
 from sqlalchemy.orm import Session
 
 from nnpm.errors import ForbiddenError, NotFoundError
 from registry_server.db.tables import Owner, Package, Release, User
+from registry_server.services.auth import find_user
 
 
 def is_owner(session: Session, package: Package, user: User) -> bool:
@@ -24,7 +24,7 @@ def require_owner(session: Session, package: Package, user: User) -> None:
 
 def add_owner(session: Session, package: Package, name: str) -> None:
     """Make the user called `name` an owner too (idempotent); 404 for an unknown user."""
-    user = session.scalar(select(User).where(User.name == name))
+    user = find_user(session, name)
     if user is None:
         raise NotFoundError(f"no user {name!r} on this registry",
                             hint="an operator creates users with 'nnpm registry user add NAME'")

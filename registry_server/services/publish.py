@@ -1,8 +1,10 @@
 """Publishing one version: parse and bound the body, check blobs and graph, commit once.
 
 The order is cheap to dear: size and JSON shape, strict manifest validation, URL match,
-ownership, existing version (200 identical / 409 other), blobs present with their sizes,
-the graph re-read by the worker, then one transaction under UNIQUE(package, version).
+ownership, existing version (200 identical / 409 other), blobs claimed for this publish
+(so garbage collection keeps them) and present with their sizes, the graph re-read by the
+worker, then one transaction under UNIQUE(package, version). The README is rendered once,
+right after (`publish_version`), and stored with the version.
 
 No transaction stays open during the slow checks (blob store, worker), so a publish
 holds no database connection while it waits. Races between publishers, on one server or
@@ -17,10 +19,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 from collections.abc import AsyncIterator
 
 from packaging.version import Version
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError as DbIntegrityError
 from sqlalchemy.orm import Session
 
@@ -36,11 +40,14 @@ from nnpm.errors import (
 )
 from nnpm.format.manifest import MANIFEST_NAME, Manifest
 from registry_server.db.tables import Owner, Package, Release, User, version_key
-from registry_server.services.catalog import find_package, find_version, versions_of
+from registry_server.services.blobs import claim_for_publish
+from registry_server.services.catalog import find_package, find_version, manifest_of, versions_of
 from registry_server.services.owners import is_owner
+from registry_server.services.readme import readme_text, render_bounded
 from registry_server.settings import ServerSettings
 from registry_server.storage.base import BlobStore
 
+log = logging.getLogger("registry_server")
 MAX_VERSION_LENGTH = 100  # versions.version is VARCHAR(100)
 _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
@@ -114,7 +121,7 @@ def check_wiring(session: Session, manifest: Manifest) -> None:
         if not rows:
             raise PipelineError(f"step {step}{spec} has no published version on this registry",
                                 hint="publish the pipeline's steps before the pipeline")
-        return Manifest.from_json(rows[-1].manifest_json)
+        return manifest_of(rows[-1])
 
     check_pipeline(manifest.project, newest)
 
@@ -143,6 +150,7 @@ def publish(session: Session, store: BlobStore, settings: ServerSettings, user: 
     if settled is not None:
         return settled
     session.commit()  # end the read transaction: no connection waits on the blob store or the worker
+    claim_for_publish(session, manifest, store)
     check_blobs(manifest, store)
     if manifest.project.model is not None:
         from registry_server.services.validate import check_model
@@ -173,6 +181,34 @@ def publish(session: Session, store: BlobStore, settings: ServerSettings, user: 
             session.rollback()
             raise
     raise RegistryError("the version could not be committed; try again", status=503)
+
+
+def publish_version(session: Session, store: BlobStore, settings: ServerSettings, user: User,
+                    name: str, version: str, body: bytes) -> tuple[int, Release]:
+    """`publish`, then the version's README rendered once and stored with it (when that is not done yet)."""
+    status, row = publish(session, store, settings, user, name, version, body)
+    if row.readme_html is None:
+        try:
+            store_readme(session, store, settings, row)
+        except Exception:  # the version is committed; its card shows the README as text until a retry renders it
+            session.rollback()
+            log.exception("could not store the rendered README of %s %s", name, row.version)
+    return status, row
+
+
+def store_readme(session: Session, store: BlobStore, settings: ServerSettings, row: Release) -> None:
+    """Render the README of a version (bounded in time: plain text when slower) and store the HTML (commits).
+
+    "" means the package has no README; NULL stays when its blob cannot be read now."""
+    manifest = manifest_of(row)
+    text = readme_text(manifest, store, settings.max_readme_size) if manifest.project.readme else ""
+    if text is None:
+        return
+    html = render_bounded(text, timeout=settings.readme_timeout) if text else ""
+    session.execute(update(Release).where(Release.id == row.id, Release.readme_html.is_(None))
+                    .values(readme_html=html))
+    session.commit()
+    row.readme_html = html
 
 
 def _settled(session: Session, pkg: Package | None, user: User, version: str,

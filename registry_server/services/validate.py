@@ -1,14 +1,18 @@
 """Re-read a published model in a worker subprocess, under memory and time limits, and compare.
 
-Server side, `check_model(manifest, store, settings)` puts the blobs into a scratch folder
-under their manifest paths (the graph file hard-linked, other files copied: onnx.checker
-refuses hard-linked external data) and runs
+Server side, `check_model(manifest, store, settings)` puts the graph file and the files
+that can be its external data into a scratch folder under their manifest paths
+(services/scratch.py: hard links to the store where possible, each distinct blob at most
+once, within --validate-scratch bytes) and runs
 
     python -m registry_server.services.validate ROOT MODEL_FILE --memory BYTES --cpu SECONDS
 
-which applies RLIMIT_AS / RLIMIT_CPU to itself, calls `nnpm.format.onnxinfo.read_model` and prints
-one JSON line: `{"ok": {...}}` or `{"error": CODE, "detail": ...}`. A worker that crashes,
+which applies RLIMIT_AS / RLIMIT_CPU to itself, calls `nnpm.format.onnxinfo.read_model(...,
+allow_hardlinks=True)` (which also refuses operators that need a custom-op library) and prints one
+JSON line: `{"ok": {...}}` or `{"error": CODE, "detail": ...}`. A worker that crashes,
 runs out of memory or out of time is an `invalid_model` error, never a server failure.
+Its messages never name the scratch folder. How many workers run at once is decided by
+the caller (registry_server.services.limiter, in front of the whole publish).
 """
 
 from __future__ import annotations
@@ -18,38 +22,54 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 from pathlib import Path
 from typing import Any
 
 from nnpm.errors import ManifestError, ModelError, NnpmError, PackageSafetyError, error_for_code
 from nnpm.format.manifest import Manifest
 from nnpm.fsutil import remove_tree
+from registry_server.services.scratch import Scratch, worker_files
 
-_ROOT = Path(__file__).resolve().parent.parent
-# Reading a model can take the worker's whole memory limit; a few at a time per process.
-_SLOTS = threading.BoundedSemaphore(2)
+_ROOT = Path(__file__).resolve().parent.parent.parent  # the folder holding registry_server/
 
 
 def check_model(manifest: Manifest, store: Any, settings: Any) -> None:
     """Refuse (422) a model package whose graph does not say what its manifest says."""
     assert manifest.project.model is not None
     settings.tmp_dir.mkdir(parents=True, exist_ok=True)
-    with _SLOTS:
-        workdir = Path(tempfile.mkdtemp(prefix="validate-", dir=settings.tmp_dir))
+    workdir = Path(tempfile.mkdtemp(prefix="validate-", dir=settings.tmp_dir))
+    try:
+        scratch = Scratch(workdir, store, settings.validate_scratch)
+        for f in worker_files(manifest):
+            scratch.add(f)
+        info = run_worker(workdir, manifest.project.model.file,
+                          timeout=settings.validate_timeout, memory=settings.validate_memory)
+    except PackageSafetyError as exc:
+        raise _explained(exc, manifest) from None
+    finally:
         try:
-            for f in manifest.files:
-                # onnx.checker refuses hard-linked external data ("hardlink attack"), so only
-                # the graph file itself is linked; the other files are copied.
-                store.materialize(f.sha256, workdir / f.path, link=f.path == manifest.project.model.file)
-            info = run_worker(workdir, manifest.project.model.file,
-                              timeout=settings.validate_timeout, memory=settings.validate_memory)
-        finally:
-            try:
-                remove_tree(workdir)
-            except OSError:  # scratch space; the start-up sweep removes what is left
-                pass
+            remove_tree(workdir)
+        except OSError:  # scratch space; the start-up sweep removes what is left
+            pass
     compare(manifest, info)
+
+
+def _explained(exc: PackageSafetyError, manifest: Manifest) -> PackageSafetyError:
+    """A graph reaching for a declared file the worker was not given: say which, and why."""
+    assert manifest.project.model is not None
+    for path in set(manifest.project.declared_files()) - {manifest.project.model.file}:
+        if repr(path) in exc.message:
+            return PackageSafetyError(f"the graph keeps external data in {path!r}, which the package declares as its "
+                                      "README, a labels file or an included file",
+                                      hint="save the weights to a data file of their own")
+    return exc
+
+
+def scrub(text: str, root: Path) -> str:
+    """`text` without the scratch folder's path: a file in it by its package path, the folder as 'the package'."""
+    for form in dict.fromkeys((str(root), str(Path(root).resolve()))):
+        text = text.replace(form + os.sep, "").replace(form, "the package")
+    return text
 
 
 def run_worker(root: Path, model_file: str, *, timeout: float, memory: int) -> dict:
@@ -78,9 +98,11 @@ def run_worker(root: Path, model_file: str, *, timeout: float, memory: int) -> d
                          hint="the graph may be too large or malformed")
     if "error" in answer:
         cls = error_for_code(str(answer.get("error")))
-        if not issubclass(cls, (ModelError, PackageSafetyError, ManifestError)):
+        if cls is None or not issubclass(cls, (ModelError, PackageSafetyError, ManifestError)):
             cls = ModelError
-        raise cls(str(answer.get("detail", "the model was refused")))
+        hint = answer.get("hint")
+        raise cls(scrub(str(answer.get("detail", "the model was refused")), root)[:1000],
+                  hint=scrub(hint, root)[:1000] if isinstance(hint, str) else None)
     return answer["ok"]
 
 
@@ -157,9 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from nnpm.format.onnxinfo import read_model
 
-        info = read_model(args.root, args.model_file, allow_hardlinks=True)
+        info = read_model(args.root, args.model_file, allow_hardlinks=True)   # also refuses custom-op domains
     except NnpmError as exc:
-        print(json.dumps({"error": exc.code, "detail": exc.one_line()}))
+        print(json.dumps({"error": exc.code, "detail": exc.message, "hint": exc.hint}))
         return 1
     except MemoryError:
         print(json.dumps({"error": ModelError.code, "detail": "the model needs more memory than the registry allows"}))

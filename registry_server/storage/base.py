@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from nnpm.errors import IntegrityError
@@ -50,6 +51,15 @@ def check_digest(got: str, digest: str) -> None:
                              hint="upload the file under its own digest")
 
 
+@dataclass(frozen=True)
+class StoredBlob:
+    """One blob as a listing shows it: its digest, size and when it was stored (Unix time)."""
+
+    digest: str
+    size: int
+    mtime: float
+
+
 class BlobStore(ABC):
     """Content-addressed bytes, keyed by sha256 hex digest (already validated by the caller)."""
 
@@ -77,6 +87,18 @@ class BlobStore(ABC):
     @abstractmethod
     def materialize(self, digest: str, dest: Path, *, link: bool = True) -> None:
         """Make the blob's bytes appear as the local file `dest`: a hard link when `link` and possible, else a copy."""
+
+    def link(self, digest: str, dest: Path) -> bool:
+        """Make `dest` a hard link to the stored blob, copying nothing; False when this store cannot."""
+        return False
+
+    @abstractmethod
+    def list_blobs(self) -> Iterator[StoredBlob]:
+        """Every stored blob (not uploads in flight), in no particular order."""
+
+    @abstractmethod
+    def delete(self, digest: str) -> None:
+        """Remove a stored blob (nothing happens when it is absent). Only garbage collection calls this."""
 
     def read(self, digest: str, limit: int) -> bytes:
         """At most `limit` bytes from the start of a blob."""

@@ -20,7 +20,16 @@ from pathlib import Path
 import anyio.to_thread
 
 from nnpm.errors import ConfigError, NotFoundError
-from registry_server.storage.base import CHUNK, STALE_UPLOAD_AFTER, BlobStore, check_digest, drain, sized_blocks
+from nnpm.format.fields import is_digest
+from registry_server.storage.base import (
+    CHUNK,
+    STALE_UPLOAD_AFTER,
+    BlobStore,
+    StoredBlob,
+    check_digest,
+    drain,
+    sized_blocks,
+)
 
 
 class DirBlobStore(BlobStore):
@@ -84,17 +93,38 @@ class DirBlobStore(BlobStore):
             tmp.unlink(missing_ok=True)
 
     def materialize(self, digest: str, dest: Path, *, link: bool = True) -> None:
+        if link and self.link(digest, dest):
+            return
         src = self._path(digest)
         if not src.exists():
             raise NotFoundError(f"blob sha256:{digest} is not stored")
         dest.parent.mkdir(parents=True, exist_ok=True)
-        if link:
-            try:
-                os.link(src, dest)
-                return
-            except OSError:
-                pass
         shutil.copyfile(src, dest)
+
+    def link(self, digest: str, dest: Path) -> bool:
+        src = self._path(digest)
+        if not src.exists():
+            raise NotFoundError(f"blob sha256:{digest} is not stored")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(src, dest)
+        except OSError:  # another file system, too many links, or no hard links at all
+            return False
+        return True
+
+    def list_blobs(self) -> Iterator[StoredBlob]:
+        for folder in sorted(self.root.iterdir()) if self.root.is_dir() else ():
+            for path in folder.iterdir() if folder.is_dir() else ():
+                if not is_digest(path.name) or path.name[:2] != folder.name:
+                    continue
+                try:
+                    st = path.stat()
+                except FileNotFoundError:  # deleted meanwhile
+                    continue
+                yield StoredBlob(path.name, st.st_size, st.st_mtime)
+
+    def delete(self, digest: str) -> None:
+        self._path(digest).unlink(missing_ok=True)
 
     def sweep(self, older_than: float = STALE_UPLOAD_AFTER) -> int:
         removed, cutoff = 0, time.time() - older_than

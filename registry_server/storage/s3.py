@@ -37,7 +37,16 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from nnpm.errors import ConfigError, NotFoundError, RegistryError
-from registry_server.storage.base import CHUNK, STALE_UPLOAD_AFTER, BlobStore, check_digest, drain, sized_blocks
+from nnpm.format.fields import is_digest
+from registry_server.storage.base import (
+    CHUNK,
+    STALE_UPLOAD_AFTER,
+    BlobStore,
+    StoredBlob,
+    check_digest,
+    drain,
+    sized_blocks,
+)
 
 log = logging.getLogger("registry_server")
 
@@ -156,6 +165,20 @@ class S3BlobStore(BlobStore):
                 if _status(exc) == 404:
                     raise NotFoundError(f"blob sha256:{digest} is not stored") from None
                 raise
+
+    def list_blobs(self) -> Iterator[StoredBlob]:
+        with _mapped("list blobs"):
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self.blobs_prefix + "sha256/")
+            for page in pages:
+                for obj in page.get("Contents", ()):
+                    digest = obj["Key"].rpartition("/")[2]
+                    if is_digest(digest) and obj["Key"] == self.key(digest):
+                        yield StoredBlob(digest, int(obj["Size"]), obj["LastModified"].timestamp())
+
+    def delete(self, digest: str) -> None:
+        with _mapped("delete a blob"):
+            self.client.delete_object(Bucket=self.bucket, Key=self.key(digest))
 
     def download_url(self, digest: str) -> str | None:
         with _mapped("sign a download URL"):

@@ -1,6 +1,8 @@
-"""How the registry's pages are drawn: templates, sizes and counts for people, Markdown, the 404 page.
+"""How the registry's pages are drawn: templates, sizes and counts for people, READMEs, the 404 page.
 
-Routes (registry_server/routes/pages.py) decide what to show; this module knows how.
+Routes (registry_server/routes/pages.py) decide what to show; this module knows how. A
+page never renders Markdown: READMEs were rendered once at publish
+(registry_server/services/readme.py) and are shown from the database.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 
 from nnpm._version import __version__
-from nnpm.errors import NnpmError
 from nnpm.format.manifest import Manifest
+from registry_server.db.tables import Release
+from registry_server.services.readme import plain_html, readme_text
 from registry_server.storage.base import BlobStore
 
 WEB = Path(__file__).resolve().parent
@@ -39,29 +42,12 @@ def human_count(n: int) -> str:
     return str(n)
 
 
-def render_markdown(text: str) -> Markup:
-    """CommonMark (+ tables, strikethrough) to HTML, with raw HTML disabled and unsafe links dropped."""
-    from markdown_it import MarkdownIt
-
-    md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
-    md.enable(["table", "strikethrough"])
-    return Markup(md.render(text))
-
-
-def readme_html(manifest: Manifest, store: BlobStore, limit: int) -> Markup | None:
-    """The package's README rendered for its card (None when it has none or its blob is missing)."""
-    path = manifest.project.readme
-    if not path:
-        return None
-    try:
-        entry = manifest.file(path)
-        raw = store.read(entry.sha256, limit)
-    except (KeyError, OSError, NnpmError):  # a missing blob must not break the page
-        return None
-    text = raw.decode("utf-8", "replace")
-    if entry.size > limit:
-        text += f"\n\n*README truncated at {human_size(limit)}.*\n"
-    return render_markdown(text)
+def readme_html(row: Release, manifest: Manifest, store: BlobStore, limit: int) -> Markup | None:
+    """The README for a card: the HTML stored at publish, else (a version published before that) escaped text."""
+    if row.readme_html is not None:
+        return Markup(row.readme_html) if row.readme_html else None
+    text = readme_text(manifest, store, limit)
+    return Markup(plain_html(text)) if text is not None else None
 
 
 def page(request: Request, template: str, status: int = 200, **context) -> HTMLResponse:
