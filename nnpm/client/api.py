@@ -241,10 +241,15 @@ class RegistryClient:
         """The users who may publish and yank a package."""
         return list(self._get_json("GET", f"/packages/{_name(name)}/owners", "owners").get("owners") or [])
 
-    def search(self, q: str, limit: int = 20) -> list[dict]:
-        """Packages whose name, description or tags match (all when q is empty)."""
-        results = self._get_json("GET", "/search", "search", params={"q": q, "limit": limit}).get("results")
-        return [r for r in results if isinstance(r, dict)] if isinstance(results, list) else []
+    def search(self, q: str, limit: int = 20) -> tuple[list[dict], int]:
+        """Packages whose name, description or tags match (all when q is empty), at most `limit`, and how
+        many match in all (a registry that does not say is taken at its word: the results shown)."""
+        data = self._get_json("GET", "/search", "search", params={"q": q, "limit": limit})
+        results = data.get("results")
+        found = [r for r in results if isinstance(r, dict)][:limit] if isinstance(results, list) else []
+        total = data.get("total")
+        return found, total if isinstance(total, int) and not isinstance(total, bool) and total >= len(found) \
+            else len(found)
 
     def has_blob(self, digest: str) -> int | None:
         """The stored size of a blob, or None when the registry lacks it."""

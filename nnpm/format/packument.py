@@ -24,7 +24,7 @@ from packaging.version import InvalidVersion, Version
 
 from nnpm.errors import ManifestError
 from nnpm.format.fields import canonical_name
-from nnpm.format.manifest import Manifest
+from nnpm.format.manifest import Manifest, Signature
 from nnpm.format.project import parse_dependencies
 
 
@@ -38,6 +38,7 @@ class Release:
     yanked: bool = False
     yanked_reason: str | None = None
     published_at: str | None = None
+    signature_data: dict | None = field(default=None, repr=False)   # a pipeline's, as the registry computed it
 
     def __hash__(self) -> int:  # the manifest is a dict; name and version identify a release
         return hash((self.name, self.version))
@@ -76,13 +77,30 @@ class Release:
         manifest = data.get("manifest")
         reason = data.get("yanked_reason")
         published = data.get("published_at")
+        signature = data.get("signature")
         return cls(name, version, manifest if isinstance(manifest, dict) else {}, bool(data.get("yanked")),
-                   reason if isinstance(reason, str) else None, published if isinstance(published, str) else None)
+                   reason if isinstance(reason, str) else None, published if isinstance(published, str) else None,
+                   signature if isinstance(signature, dict) else None)
+
+    @cached_property
+    def signature(self) -> Signature | None:
+        """The inputs and outputs: the graph's for a model, the exposed ports for a pipeline (from the registry)."""
+        if self.manifest_data.get("signature") is not None:
+            return self.manifest.signature
+        if self.signature_data is None:
+            return None
+        try:
+            return Signature.from_dict(self.signature_data, file=f"{self.name} {self.version}")
+        except ManifestError:
+            return None
 
     def to_dict(self) -> dict:
         """The wire form of one entry."""
-        return {"version": str(self.version), "yanked": self.yanked, "yanked_reason": self.yanked_reason,
-                "published_at": self.published_at, "manifest": self.manifest_data}
+        out = {"version": str(self.version), "yanked": self.yanked, "yanked_reason": self.yanked_reason,
+               "published_at": self.published_at, "manifest": self.manifest_data}
+        if self.signature_data is not None:
+            out["signature"] = self.signature_data
+        return out
 
 
 def latest_version(versions: Iterable[tuple[Version, bool]]) -> Version | None:

@@ -45,6 +45,8 @@ def describe(spec: str, *, env: str | None = None, registry: str | None = None) 
             release = packument.release(version) if version else packument.latest
             if manifest is None and release is not None:
                 manifest = release.manifest_data
+                if release.signature is not None:
+                    signature = release.signature.to_dict()
     if manifest is None:
         raise NotFoundError(f"{spec} is neither installed nor on the registry",
                             hint="check the name with 'nnpm search'")
