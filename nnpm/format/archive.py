@@ -18,8 +18,8 @@ from nnpm.fsutil import atomic_path
 from nnpm.hashing import CHUNK
 
 
-def _info(name: str, size: int) -> tarfile.TarInfo:
-    # Fixed metadata so the same package always packs to the same bytes.
+def tar_member(name: str, size: int) -> tarfile.TarInfo:
+    """The header of one archive member: fixed metadata, so the same package always packs to the same bytes."""
     ti = tarfile.TarInfo(name)
     ti.size, ti.mode, ti.mtime, ti.uid, ti.gid, ti.uname, ti.gname = size, 0o644, 0, 0, 0, "", ""
     return ti
@@ -29,10 +29,10 @@ def write_archive(manifest: Manifest, paths: dict[str, Path], out: Path) -> None
     """Write manifest + files as a tar to `out` atomically (temp file, then rename)."""
     with atomic_path(Path(out)) as tmp, tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
         data = manifest.to_json()
-        tar.addfile(_info(MANIFEST_NAME, len(data)), io.BytesIO(data))
+        tar.addfile(tar_member(MANIFEST_NAME, len(data)), io.BytesIO(data))
         for entry in manifest.files:
             with open(paths[entry.path], "rb") as f:
-                tar.addfile(_info(entry.path, entry.size), f)
+                tar.addfile(tar_member(entry.path, entry.size), f)
 
 
 def read_manifest(archive: Path) -> Manifest:
