@@ -18,6 +18,7 @@ def serve(settings: ServerSettings) -> None:
     from registry_server.connections import protocol_class
 
     app = create_app(settings)
+    app.state.prestart_validators = True
     print(f"nnpm registry serving on http://{settings.host}:{settings.port}", flush=True)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="info",
                 http=protocol_class(settings.header_timeout), timeout_graceful_shutdown=5, server_header=False)

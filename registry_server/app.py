@@ -15,8 +15,9 @@ from nnpm.fsutil import remove_tree
 from registry_server import error_responses
 from registry_server.db.engine import make_engine, session_factory
 from registry_server.headers import SecurityHeaders, docs_csp
-from registry_server.routes import blobs, meta, packages, pages
+from registry_server.routes import blobs, meta, packages, pages, tokens
 from registry_server.services.limiter import PublishLimiter
+from registry_server.services.workers import WorkerPool
 from registry_server.settings import ServerSettings
 from registry_server.storage import storage_from_settings
 from registry_server.web.render import WEB
@@ -62,25 +63,35 @@ def create_app(settings: ServerSettings) -> FastAPI:
         if swept:
             log.info("dropped %d stale uploads from %r", swept, store)
     engine = make_engine(settings.database_url)
+    settings.tmp_dir.mkdir(parents=True, exist_ok=True)  # the workers' working folder
+    validators = WorkerPool.for_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        yield
-        engine.dispose()
+        if app.state.prestart_validators:  # a served registry: they import onnx while it starts serving
+            validators.start()
+        try:
+            yield
+        finally:
+            validators.close()
+            engine.dispose()
 
     # redirect_slashes=False: Starlette would answer "/x/" with a redirect to an absolute URL
     # built from the Host header; every redirect the registry sends is a relative one.
     app = FastAPI(title="nnpm registry", version=__version__, description=DESCRIPTION, redirect_slashes=False,
                   docs_url=None, redoc_url=None, openapi_url="/openapi.json", lifespan=lifespan)
     app.state.settings = settings
+    app.state.prestart_validators = False   # an app in a test starts them on its first publish
     app.state.store = store
     app.state.engine = engine
     app.state.sessions = session_factory(engine)
     app.state.publish_limiter = PublishLimiter(settings.validate_workers, settings.publish_queue)
+    app.state.validators = validators
     error_responses.install(app)
     app.include_router(meta.router)
     app.include_router(packages.router)
     app.include_router(blobs.router)
+    app.include_router(tokens.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=str(WEB / "static")), name="static")
     app.add_middleware(SecurityHeaders, docs_policy=_mount_api_docs(app))

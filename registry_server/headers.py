@@ -9,7 +9,8 @@
   opened in a browser can never run as a page of the registry's origin.
 
 Every answer also gets `X-Content-Type-Options: nosniff`, `X-Frame-Options: DENY` and
-`Referrer-Policy: no-referrer`.
+`Referrer-Policy: no-referrer`. Downloads that name their file (`?filename=` on a blob, the
+`.nnpm` archive) say so with `content_disposition`, the name sanitised.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+import unicodedata
+from urllib.parse import quote
 
 from starlette.datastructures import MutableHeaders
 
@@ -25,6 +28,25 @@ PAGE_CSP = ("default-src 'none'; style-src 'self'; img-src 'self' https: data:; 
 OTHER_CSP = "default-src 'none'; frame-ancestors 'none'; sandbox"
 COMMON = {"x-content-type-options": "nosniff", "x-frame-options": "DENY", "referrer-policy": "no-referrer"}
 _INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.S)
+
+
+MAX_FILENAME = 200
+
+
+def content_disposition(filename: str, fallback: str) -> str:
+    """`attachment; filename="..."` (plus RFC 6266's `filename*` when the name is not ASCII) for a download.
+
+    The name is cut to its last path component; control, format (bidi) and other invisible
+    characters are dropped, quotes become `_`, leading dots and spaces go, and it is cut to
+    200 characters. When nothing is left, `fallback` (a digest, a package file name) is used."""
+    name = re.split(r"[/\\]", filename)[-1]
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] not in "CZ" or ch == " ")
+    name = name.replace('"', "_").lstrip(". ").rstrip(" ")[:MAX_FILENAME] or fallback
+    ascii_name = "".join(ch if " " <= ch < "\x7f" else "_" for ch in name)
+    header = f'attachment; filename="{ascii_name}"'
+    if ascii_name != name:
+        header += "; filename*=UTF-8''" + quote(name, safe="")
+    return header
 
 
 def docs_csp(page: str, cdn: str | None) -> str:

@@ -28,7 +28,8 @@ class ServerSettings:
     max_manifest_size: int = MAX_MANIFEST_BYTES   # one manifest.json body
     validate_timeout: float = 60.0         # seconds of wall clock for the model-reading worker
     validate_memory: int = 2 * GIB         # address space (RLIMIT_AS) of that worker
-    validate_workers: int = 2              # model-reading workers running at once (per process)
+    validate_workers: int = 2              # model-reading workers running at once (per process), kept started
+    validate_worker_jobs: int = 1          # checks one pre-started worker serves before it is replaced
     publish_queue: int = 16                # publishes waiting for a worker; more are answered 429
     validate_scratch: int = 64 * GIB       # bytes one publish may copy into its scratch folder
     readme_timeout: float = 10.0           # seconds to render a README to HTML, once, at publish

@@ -1,10 +1,19 @@
-"""Small ONNX models and package folders for tests, built with onnx.helper.
+"""Small ONNX graphs for tests, built with onnx.helper (package folders: tests/packages.py).
 
-Every model here passes onnx.checker; tests break them on purpose afterwards.
+- models: ``add_constant`` (Y = X + W, the tiny package's graph), ``adder`` (sum = a + b),
+  ``linear``, ``identity``, ``multi_io``, ``initializer_as_input``, ``custom_domain`` and
+  ``undefined_input`` (fails onnx.checker on purpose);
+- pieces for hand-made graphs (the compose tests): ``vi``, ``const``, ``model``, ``unary``
+  and ``affine``;
+- files: ``save`` (optionally with external data), ``external_tensors``, ``rewrite_external``.
+
+Every model here passes onnx.checker, except ``undefined_input``; tests break them on
+purpose afterwards.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +22,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 OPSET = 17
 IR_VERSION = 8
+F = TensorProto.FLOAT
 
 
 def _model(graph: onnx.GraphProto, *, opsets: dict[str, int] | None = None,
@@ -37,6 +47,26 @@ def linear(in_features: int = 4, out_features: int = 3, *, batch: str | int | No
         initializer=[w, b],
     )
     return _model(graph)
+
+
+def add_constant(weights: Sequence[float] = (1.0, 2.0, 3.0), name: str = "tiny") -> onnx.ModelProto:
+    """Y = X + W with X, Y float32 [N, len(weights)]; W is a raw-data initializer (it can go external)."""
+    n = len(weights)
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["X", "W"], ["Y"])], name,
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["N", n])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["N", n])],
+        [numpy_helper.from_array(np.asarray(weights, dtype=np.float32), "W")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR_VERSION)
+
+
+def adder() -> onnx.ModelProto:
+    """Two inputs: sum = a + b, all float32 [N, 3]."""
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["a", "b"], ["sum"])], "adder",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N", 3]) for n in ("a", "b")],
+        [helper.make_tensor_value_info("sum", TensorProto.FLOAT, ["N", 3])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR_VERSION)
 
 
 def identity(dtype: int = TensorProto.FLOAT, shape: list | None = None, name: str = "x") -> onnx.ModelProto:
@@ -140,22 +170,41 @@ def rewrite_external(path: Path, **entries: str) -> None:
     Path(path).write_bytes(model.SerializeToString())
 
 
-def toml(name: str = "demo", version: str = "1.0.0", *, model_file: str = "model.onnx", extra: str = "",
-         package_extra: str = "") -> str:
-    """A minimal model package nnpm.toml; `package_extra` goes into [package], `extra` at the end."""
-    return (f'[package]\nname = "{name}"\nversion = "{version}"\n{package_extra}\n'
-            f'[model]\nfile = "{model_file}"\n{extra}\n')
+# -- pieces for hand-made graphs ------------------------------------------------------------------
+
+def vi(name: str, dtype: int = F, shape: Sequence | None = ("N", 4)) -> onnx.ValueInfoProto:
+    """A tensor value info; `shape` None leaves the shape out."""
+    return helper.make_tensor_value_info(name, dtype, list(shape) if shape is not None else None)
 
 
-def package(folder: Path, model: onnx.ModelProto | None = None, *, location: str | None = None,
-            files: dict[str, bytes] | None = None, **toml_args) -> Path:
-    """A package folder: nnpm.toml, model.onnx (linear() by default) and extra files."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    save(linear() if model is None else model, folder / toml_args.get("model_file", "model.onnx"),
-         location=location)
-    for rel, data in (files or {}).items():
-        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
-        (folder / rel).write_bytes(data)
-    (folder / "nnpm.toml").write_text(toml(**toml_args), encoding="utf-8")
-    return folder
+def const(name: str, values, dtype=np.float32) -> onnx.TensorProto:
+    """An initializer named `name` holding `values`."""
+    return numpy_helper.from_array(np.asarray(values, dtype=dtype), name)
+
+
+def model(nodes: list, inputs: list, outputs: list, inits: Sequence = (), *, opset: int = 17,
+          ir: int = 8, name: str = "g", check: bool = True) -> onnx.ModelProto:
+    """A model of these nodes in the default domain at `opset`, fully checked unless `check` is False."""
+    graph = helper.make_graph(nodes, name, inputs, outputs, initializer=list(inits))
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="nnpm-tests")
+    m.ir_version = ir
+    if check:
+        onnx.checker.check_model(m, full_check=True)
+    return m
+
+
+def unary(op: str, inp: str = "x", out: str = "y", shape: Sequence | None = ("N", 4), dtype: int = F,
+          **kw) -> onnx.ModelProto:
+    """One elementwise node: out = op(inp)."""
+    return model([helper.make_node(op, [inp], [out], name=op.lower(), **kw)],
+                 [vi(inp, dtype, shape)], [vi(out, dtype, shape)], check=shape is not None)
+
+
+def affine(scale: float, shift: float, inp: str = "x", out: str = "y", *, opset: int = 17,
+           shape: Sequence = ("N", 4)) -> onnx.ModelProto:
+    """out = inp * scale + shift, with the usual clash-prone names inside."""
+    return model(
+        [helper.make_node("Mul", [inp, "c"], ["t"], name="x"),
+         helper.make_node("Add", ["t", "d"], [out], name="t")],
+        [vi(inp, shape=shape)], [vi(out, shape=shape)],
+        [const("c", scale), const("d", shift)], opset=opset)

@@ -1,4 +1,4 @@
-"""A real PostgreSQL server for tests, started from the machine's own binaries.
+"""A real PostgreSQL server for tests, started from the machine's own binaries (a fixture plugin).
 
 - ``postgres_server`` (session): ``initdb`` + ``pg_ctl start`` into a temp folder,
   listening on 127.0.0.1 at a free port (the Unix socket stays inside the folder), trust
@@ -11,8 +11,9 @@
 The binaries are found on PATH or under /usr/lib/postgresql/*/bin (Debian, Ubuntu).
 Without them the tests skip, except with CI=true, where they fail: CI must run them.
 
-Test modules import both fixtures (``from pgserver import postgres_server, postgres_url``);
-however many modules do, one server serves the whole session.
+tests/conftest.py loads this module as a plugin (``pytest_plugins``), so every test module
+can ask for both fixtures without importing them; one server serves the whole session.
+Tests import only the class (``from pgserver import PostgresServer``) when they need it.
 """
 
 from __future__ import annotations
@@ -29,8 +30,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from tests.shared_server import SharedServer
 
 MISSING = "PostgreSQL server binaries (initdb, pg_ctl) not found; apt-get install postgresql"
 SUPERUSER = "postgres"
@@ -135,7 +134,9 @@ def _user_exists(name: str) -> bool:
         return False
 
 
-def _start_postgres() -> PostgresServer:
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One PostgreSQL server for the whole session; without the binaries a skip, or a failure under CI=true."""
     bin_dir = find_bin_dir()
     if bin_dir is None:
         if os.environ.get("CI", "").lower() == "true":
@@ -144,20 +145,9 @@ def _start_postgres() -> PostgresServer:
     server = PostgresServer(bin_dir)
     try:
         server.start()
-    except BaseException:
-        server.stop()
-        raise
-    return server
-
-
-_shared = SharedServer(_start_postgres)
-
-
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    """One PostgreSQL server for the whole session (shared by every module importing this fixture)."""
-    with _shared.use() as server:
         yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

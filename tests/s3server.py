@@ -1,4 +1,4 @@
-"""A stand-in S3 for tests: moto's standalone server on 127.0.0.1, a fresh bucket per test.
+"""A stand-in S3 for tests (a fixture plugin): moto's standalone server on 127.0.0.1, a fresh bucket per test.
 
 moto plays the object store, since no production S3 server ships in the package
 registries; boto3, the real client, talks to it over HTTP exactly as to AWS or MinIO.
@@ -17,12 +17,17 @@ registries; boto3, the real client, talks to it over HTTP exactly as to AWS or M
 - ``s3_endpoint``: the endpoint URL of that fresh bucket's server (for tests that need
   only the URL and the bucket name, take ``s3_bucket``).
 
-Test modules import the fixtures (``from s3server import s3_server, s3_bucket``); however
-many modules do, one server serves the whole session.
+Without moto's server or boto3 the tests that need them skip, except with CI=true, where
+they fail: CI must run them.
+
+tests/conftest.py loads this module as a plugin (``pytest_plugins``), so every test module
+can ask for the fixtures without importing them; one server serves the whole session.
+Tests import only the classes (``from s3server import S3Bucket``) when they need them.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import logging
 import os
@@ -30,8 +35,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-
-from tests.shared_server import SharedServer
 
 FAKE_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": os.devnull,
@@ -113,16 +116,31 @@ class S3Bucket:
         self.client.delete_bucket(Bucket=self.name)
 
 
-_shared = SharedServer(lambda: S3Server())
+def _missing() -> str | None:
+    """What is not installed of boto3 and moto's server, or None."""
+    for name in ("boto3", "moto", "moto.server"):
+        try:
+            if importlib.util.find_spec(name) is None:
+                return name
+        except ImportError:
+            return name
+    return None
 
 
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[S3Server]:
-    """One moto server for the whole session (shared by every module importing this fixture)."""
-    pytest.importorskip("boto3")
-    pytest.importorskip("moto.server")
-    with _shared.use() as server:
+    """One moto server for the whole session; without moto or boto3 a skip, or a failure under CI=true."""
+    missing = _missing()
+    if missing is not None:
+        reason = f"{missing} is not installed; pip install 'moto[server]' boto3"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    server = S3Server()
+    try:
         yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

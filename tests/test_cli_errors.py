@@ -10,13 +10,10 @@ from pathlib import Path
 
 import modelkit as mk
 import pytest
+from cli import run_nnpm
+from packages import DEMO, write_package
 
-
-def nnpm(*args: str | Path, cwd: Path, home: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NNPM_")}
-    env |= {"NNPM_HOME": str(home), "NO_COLOR": "1", "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "nnpm", *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=120)
+PLAIN = {"NO_COLOR": "1", "COLUMNS": "200"}  # no colour codes, no line wrapping
 
 
 def snapshot(root: Path) -> dict[str, str]:
@@ -53,31 +50,31 @@ def work(tmp_path) -> tuple[Path, Path]:
 
 def _external(location: str):
     def make(folder: Path) -> None:
-        mk.package(folder, location="weights.bin")
+        write_package(folder, **DEMO, model=mk.linear(), location="weights.bin")
         mk.rewrite_external(folder / "model.onnx", location=location)
     return make
 
 
 def _symlinked_model(folder: Path) -> None:
-    mk.package(folder)
+    write_package(folder, **DEMO, model=mk.linear())
     os.replace(folder / "model.onnx", folder.parent / "real.onnx")
     os.symlink(folder.parent / "real.onnx", folder / "model.onnx")
 
 
 def _random_bytes(folder: Path) -> None:
-    mk.package(folder)
+    write_package(folder, **DEMO, model=mk.linear())
     (folder / "model.onnx").write_bytes(os.urandom(3000))
 
 
 def _truncated(folder: Path) -> None:
-    mk.package(folder, mk.linear(16, 16))
+    write_package(folder, **DEMO, model=mk.linear(16, 16))
     raw = (folder / "model.onnx").read_bytes()
     (folder / "model.onnx").write_bytes(raw[: len(raw) // 2])
 
 
 def _toml(**kw):
     def make(folder: Path) -> None:
-        mk.package(folder, **kw)
+        write_package(folder, **(DEMO | kw), model=mk.linear())
     return make
 
 
@@ -88,14 +85,14 @@ PACK_CASES = {
     "symlinked-model": (_symlinked_model, "symbolic link"),
     "random-bytes": (_random_bytes, "not a readable ONNX model"),
     "truncated": (_truncated, "model.onnx"),
-    "include-leaves": (_toml(extra='[files]\ninclude = ["../outside.txt"]\n'), "files.include"),
-    "include-absolute": (_toml(extra='[files]\ninclude = ["/etc/passwd"]\n'), "files.include"),
+    "include-leaves": (_toml(extra_toml='[files]\ninclude = ["../outside.txt"]\n'), "files.include"),
+    "include-absolute": (_toml(extra_toml='[files]\ninclude = ["/etc/passwd"]\n'), "files.include"),
     "invalid-version": (_toml(version="1.0.0-beta.x!"), "package.version"),
     "invalid-name": (_toml(name="-bad name"), "package.name"),
-    "unknown-key": (_toml(extra="[tool]\nx = 1\n"), "tool"),
+    "unknown-key": (_toml(extra_toml="[tool]\nx = 1\n"), "tool"),
     "unknown-package-key": (_toml(package_extra='summary = "x"\n'), "package.summary"),
-    "invalid-toml": (_toml(extra="[files\n"), "not valid TOML"),
-    "checker-fails": (lambda f: mk.package(f, mk.undefined_input()), "checker"),
+    "invalid-toml": (_toml(extra_toml="[files\n"), "not valid TOML"),
+    "checker-fails": (lambda f: write_package(f, **DEMO, model=mk.undefined_input()), "checker"),
 }
 
 
@@ -106,7 +103,7 @@ def test_pack_bad_input_is_one_error_line_and_writes_nothing(work, case):
     make(cwd / "pkg")
     (cwd / "outside.txt").write_text("outside")
     before = snapshot(cwd)
-    line = assert_clean_failure(nnpm("pack", "pkg", cwd=cwd, home=home))
+    line = assert_clean_failure(run_nnpm(home, "pack", "pkg", cwd=cwd, env=PLAIN, check=False))
     assert fragment in line
     assert snapshot(cwd) == before
     assert not (cwd / "pkg" / "dist").exists()
@@ -116,22 +113,23 @@ def test_pack_bad_input_with_output_path_writes_nothing(work):
     cwd, home = work
     _external("../../etc/passwd")(cwd / "pkg")
     before = snapshot(cwd)
-    assert_clean_failure(nnpm("pack", "pkg", "-o", "out/demo-1.0.0.nnpm", cwd=cwd, home=home))
+    assert_clean_failure(run_nnpm(home, "pack", "pkg", "-o", "out/demo-1.0.0.nnpm", cwd=cwd, env=PLAIN,
+                                  check=False))
     assert snapshot(cwd) == before
 
 
-@pytest.mark.parametrize("make", [_external("."), _toml(extra='[files]\ninclude = ["model.onnx/x"]\n')],
+@pytest.mark.parametrize("make", [_external("."), _toml(extra_toml='[files]\ninclude = ["model.onnx/x"]\n')],
                          ids=["external-dot", "include-under-a-file"])
 def test_pack_odd_paths_are_one_error_line(work, make):
     cwd, home = work
     make(cwd / "pkg")
-    assert_clean_failure(nnpm("pack", "pkg", cwd=cwd, home=home))
+    assert_clean_failure(run_nnpm(home, "pack", "pkg", cwd=cwd, env=PLAIN, check=False))
 
 
 def test_pack_good_folder_succeeds(work):
     cwd, home = work
-    mk.package(cwd / "pkg", location="weights.bin")
-    result = nnpm("pack", "pkg", cwd=cwd, home=home)
+    write_package(cwd / "pkg", **DEMO, model=mk.linear(), location="weights.bin")
+    result = run_nnpm(home, "pack", "pkg", cwd=cwd, env=PLAIN, check=False)
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in (cwd / "pkg" / "dist").iterdir()) == ["demo-1.0.0.manifest.json",
                                                                           "demo-1.0.0.nnpm"]
@@ -141,7 +139,8 @@ def test_pack_good_folder_succeeds(work):
 
 def test_init_from_a_missing_file_writes_nothing(work):
     cwd, home = work
-    line = assert_clean_failure(nnpm("init", "pkg", "--from", "missing.onnx", cwd=cwd, home=home))
+    line = assert_clean_failure(run_nnpm(home, "init", "pkg", "--from", "missing.onnx", cwd=cwd, env=PLAIN,
+                                         check=False))
     assert "missing.onnx" in line
     assert snapshot(cwd) == {}
 
@@ -152,7 +151,7 @@ def test_init_into_a_folder_with_nnpm_toml_writes_nothing(work):
     (cwd / "pkg").mkdir()
     (cwd / "pkg" / "nnpm.toml").write_text("# mine\n")
     before = snapshot(cwd)
-    line = assert_clean_failure(nnpm("init", "pkg", "--from", "net.onnx", cwd=cwd, home=home))
+    line = assert_clean_failure(run_nnpm(home, "init", "pkg", "--from", "net.onnx", cwd=cwd, env=PLAIN, check=False))
     assert "exists already" in line
     assert snapshot(cwd) == before
 
@@ -165,17 +164,17 @@ def test_init_from_a_bad_model_writes_nothing(work, make):
     cwd, home = work
     make(cwd / "net.onnx")
     before = snapshot(cwd)
-    assert_clean_failure(nnpm("init", "pkg", "--from", "net.onnx", cwd=cwd, home=home))
+    assert_clean_failure(run_nnpm(home, "init", "pkg", "--from", "net.onnx", cwd=cwd, env=PLAIN, check=False))
     assert snapshot(cwd) == before
 
 
 def test_init_then_pack_succeeds(work):
     cwd, home = work
     mk.save(mk.linear(), cwd / "net.onnx", location="net.bin")
-    result = nnpm("init", "pkg", "--from", "net.onnx", cwd=cwd, home=home)
+    result = run_nnpm(home, "init", "pkg", "--from", "net.onnx", cwd=cwd, env=PLAIN, check=False)
     assert result.returncode == 0, result.stderr
     assert sorted(os.listdir(cwd / "pkg")) == ["model.onnx", "net.bin", "nnpm.toml"]
-    result = nnpm("pack", "pkg", cwd=cwd, home=home)
+    result = run_nnpm(home, "pack", "pkg", cwd=cwd, env=PLAIN, check=False)
     assert result.returncode == 0, result.stderr
     assert (cwd / "pkg" / "dist" / "net-0.1.0.nnpm").is_file()
 
@@ -185,7 +184,7 @@ def test_init_then_pack_succeeds(work):
 def test_verbose_shows_the_traceback(work):
     cwd, home = work
     _toml(version="1.0.0-beta.x!")(cwd / "pkg")
-    result = nnpm("--verbose", "pack", "pkg", cwd=cwd, home=home)
+    result = run_nnpm(home, "--verbose", "pack", "pkg", cwd=cwd, env=PLAIN, check=False)
     assert result.returncode == 1
     assert "Traceback" in result.stderr
     assert "ManifestError" in result.stderr
@@ -195,7 +194,7 @@ def test_verbose_shows_the_traceback(work):
 
 def test_help_exits_0(work):
     cwd, home = work
-    result = nnpm("--help", cwd=cwd, home=home)
+    result = run_nnpm(home, "--help", cwd=cwd, env=PLAIN, check=False)
     assert result.returncode == 0, result.stderr
     assert "init" in result.stdout and "pack" in result.stdout
     assert result.stderr == ""

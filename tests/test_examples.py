@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
@@ -16,7 +13,6 @@ import pytest
 from examples import build as builder
 from examples import digits, imagenet, resnet18
 
-ROOT = Path(__file__).resolve().parents[1]
 MODELS = ["resnet18", "digits", "digits-preprocess", "imagenet-preprocess", "topk"]
 PIPELINES = {
     "digits-classifier": ["digits-preprocess", "digits"],
@@ -32,11 +28,10 @@ ALLOWED = {
 }
 
 
-@pytest.fixture(scope="module")
-def out(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    outdir = tmp_path_factory.mktemp("examples")
-    builder.build(outdir, log=lambda line: None)
-    return outdir
+@pytest.fixture
+def out(examples_dir: Path) -> Path:
+    """The examples as `python -m examples.build` made them, once per session (tests/conftest.py)."""
+    return examples_dir
 
 
 def _session(folder: Path) -> ort.InferenceSession:
@@ -138,12 +133,9 @@ def test_topk(out: Path) -> None:
     assert _manifest(out / "topk")["model"]["outputs"] == {"indices": {"labels": "labels.txt"}}
 
 
-def test_rebuild_is_byte_identical(out: Path, tmp_path: Path) -> None:
-    # A fresh process, so no cached training result or hash seed is shared with the fixture.
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    subprocess.run([sys.executable, "-m", "examples.build", str(tmp_path)], cwd=ROOT, env=env,
-                   check=True, capture_output=True)
-    first, second = _files(out), _files(tmp_path)
+def test_rebuild_is_byte_identical(out: Path, examples_rebuild: Path) -> None:
+    # Two fresh processes, so no cached training result or hash seed is shared between the builds.
+    first, second = _files(out), _files(examples_rebuild)
     assert sorted(first) == sorted(second)
     assert [name for name in first if first[name] != second[name]] == []
 

@@ -6,19 +6,24 @@ import hashlib
 import json
 import re
 import shutil
-import subprocess
 from importlib import metadata
 from pathlib import Path
 
 import pytest
-from conftest import Registry, close_all, free_port, start_registry, write_small_package
+from cli import one_error_line, run_nnpm
 from hostile_server import assert_store_clean
+from packages import write_package
+from registry_proc import Registry, close_all, free_port, start_registry
 
 from nnpm.author.publish import publish
 from nnpm.client.api import RegistryClient
 from nnpm.install.env import LOCK_NAME
 from nnpm.install.store import Store
-from tests.cli import one_error_line, run_nnpm
+
+# The subject is the client: the registry's answers are the same on both backends, and how the
+# postgres-s3 backend gives them (S3 streaming, Range and If-Range) is checked in test_registry_api_blobs.py,
+# test_registry_api_publish.py and test_s3_registry.py.
+pytestmark = pytest.mark.registry_backends("sqlite-dir")
 
 EXAMPLES = ["resnet18", "digits", "imagenet-preprocess", "topk", "imagenet-classifier"]
 _BLOB_GET = re.compile(r'"GET /api/v1/blobs/sha256(?::|%3A)([0-9a-f]{64})')
@@ -26,7 +31,7 @@ _BLOB_GET = re.compile(r'"GET /api/v1/blobs/sha256(?::|%3A)([0-9a-f]{64})')
 
 @pytest.fixture(scope="module")
 def published(examples_dir: Path, tmp_path_factory: pytest.TempPathFactory, registry_backend) -> Registry:
-    """One registry for the module (on each backend): the examples, digits 2.0.0 and a package needing onnxruntime>=99."""
+    """One registry for the module: the examples, digits 2.0.0 and a package needing onnxruntime>=99."""
     base = tmp_path_factory.mktemp("install-registry")
     started: list[Registry] = []
     try:
@@ -36,7 +41,7 @@ def published(examples_dir: Path, tmp_path_factory: pytest.TempPathFactory, regi
         shutil.copytree(examples_dir / "digits", digits2)
         toml = digits2 / "nnpm.toml"
         toml.write_text(toml.read_text().replace('version = "1.0.0"', 'version = "2.0.0"'))
-        future = write_small_package(base / "future-runtime", "future-runtime", "1.0.0",
+        future = write_package(base / "future-runtime", "future-runtime", "1.0.0",
                                      extra_toml='\n[requires]\nonnxruntime = ">=99"\n')
         with RegistryClient(reg.url, token=token) as client:
             for folder in [examples_dir / n for n in EXAMPLES] + [digits2, future]:
@@ -46,17 +51,12 @@ def published(examples_dir: Path, tmp_path_factory: pytest.TempPathFactory, regi
         close_all(started)
 
 
-def nnpm(home: Path, registry: str | None, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """Run the real CLI in a subprocess with NNPM_HOME=home."""
-    return run_nnpm(home, *args, registry=registry, check=check)
-
-
 def lock_of(home: Path, env: str = "default") -> dict:
     return json.loads((home / "envs" / env / LOCK_NAME).read_bytes())
 
 
 def listed(home: Path, env: str = "default") -> dict[str, str]:
-    data = json.loads(nnpm(home, None, "list", "--json", "--env", env).stdout)
+    data = json.loads(run_nnpm(home, "list", "--json", "--env", env).stdout)
     assert data["env"] == env
     return {p["name"]: p["version"] for p in data["packages"]}
 
@@ -72,11 +72,11 @@ def closed_port_url() -> str:
 
 def test_install_resnet18_then_list_shows_it(published, tmp_path, examples_dir):
     home = tmp_path / "home"
-    proc = nnpm(home, published.url, "install", "-q", "resnet18")
+    proc = run_nnpm(home, "install", "-q", "resnet18", registry=published.url)
     assert "installed resnet18 1.0.0" in proc.stdout
-    table = nnpm(home, None, "list").stdout
+    table = run_nnpm(home, "list").stdout
     assert re.search(r"resnet18\s+1\.0\.0", table), table
-    data = json.loads(nnpm(home, None, "list", "--json").stdout)
+    data = json.loads(run_nnpm(home, "list", "--json").stdout)
     assert data["packages"] == [{"name": "resnet18", "version": "1.0.0", "source": published.url,
                                  "requested": True, "size": data["packages"][0]["size"]}]
     assert data["packages"][0]["size"] > 46_000_000
@@ -88,11 +88,11 @@ def test_install_resnet18_then_list_shows_it(published, tmp_path, examples_dir):
 
 def test_info_shows_signature_params_and_files(published, tmp_path):
     home = tmp_path / "home"
-    text = nnpm(home, published.url, "info", "resnet18").stdout
+    text = run_nnpm(home, "info", "resnet18", registry=published.url).stdout
     for piece in ("resnet18 1.0.0", "input", "float32", "[N, 3, 224, 224]", "logits", "[N, 1000]",
                   "params: 11,699,112", "model.onnx", "labels.txt", "installed: no", "versions: 1.0.0"):
         assert piece in text, (piece, text)
-    data = json.loads(nnpm(home, published.url, "info", "resnet18", "--json").stdout)
+    data = json.loads(run_nnpm(home, "info", "resnet18", "--json", registry=published.url).stdout)
     manifest = data["manifest"]
     assert manifest["params"] == 11_699_112
     assert [i["name"] for i in manifest["signature"]["inputs"]] == ["input"]
@@ -103,25 +103,25 @@ def test_info_shows_signature_params_and_files(published, tmp_path):
                                            ("digits", "2.0.0")])
 def test_install_with_a_specifier(published, tmp_path, spec, version):
     home = tmp_path / "home"
-    proc = nnpm(home, published.url, "install", "-q", spec)
+    proc = run_nnpm(home, "install", "-q", spec, registry=published.url)
     assert f"installed digits {version}" in proc.stdout
     assert listed(home) == {"digits": version}
 
 
 def test_pipeline_pulls_its_steps_and_uninstall_takes_only_unneeded_deps(published, tmp_path):
     home = tmp_path / "home"
-    nnpm(home, published.url, "install", "-q", "imagenet-classifier", "digits==1.0.0")
+    run_nnpm(home, "install", "-q", "imagenet-classifier", "digits==1.0.0", registry=published.url)
     assert listed(home) == {"imagenet-classifier": "1.0.0", "imagenet-preprocess": "1.0.0",
                             "resnet18": "1.0.0", "topk": "1.0.0", "digits": "1.0.0"}
     requested = {n: p["requested"] for n, p in lock_of(home)["packages"].items()}
     assert requested == {"imagenet-classifier": True, "digits": True, "imagenet-preprocess": False,
                          "resnet18": False, "topk": False}
 
-    line = one_error_line(nnpm(home, None, "uninstall", "resnet18", check=False))
+    line = one_error_line(run_nnpm(home, "uninstall", "resnet18", check=False))
     assert "imagenet-classifier" in line
     assert "resnet18" in listed(home)
 
-    proc = nnpm(home, None, "uninstall", "imagenet-classifier")
+    proc = run_nnpm(home, "uninstall", "imagenet-classifier")
     for name in ("imagenet-classifier", "imagenet-preprocess", "resnet18", "topk"):
         assert f"removed {name} 1.0.0" in proc.stdout
     assert listed(home) == {"digits": "1.0.0"}
@@ -130,43 +130,44 @@ def test_pipeline_pulls_its_steps_and_uninstall_takes_only_unneeded_deps(publish
 
 def test_uninstall_keeps_a_dependency_the_user_asked_for(published, tmp_path):
     home = tmp_path / "home"
-    nnpm(home, published.url, "install", "-q", "resnet18", "imagenet-classifier")
-    nnpm(home, None, "uninstall", "imagenet-classifier")
+    run_nnpm(home, "install", "-q", "resnet18", "imagenet-classifier", registry=published.url)
+    run_nnpm(home, "uninstall", "imagenet-classifier")
     assert listed(home) == {"resnet18": "1.0.0"}
 
 
 def test_locked_install_reproduces_the_lock_exactly_and_offline(published, tmp_path):
     home = tmp_path / "home"
-    nnpm(home, published.url, "install", "-q", "imagenet-classifier", "digits==1.0.0")
+    run_nnpm(home, "install", "-q", "imagenet-classifier", "digits==1.0.0", registry=published.url)
     original = (home / "envs" / "default" / LOCK_NAME).read_bytes()
     lock_file = tmp_path / "copy.lock"
     lock_file.write_bytes(original)
 
     # A fresh machine (empty store) with the registry up.
     fresh = tmp_path / "fresh"
-    nnpm(fresh, published.url, "install", "-q", "--locked", "--lock", str(lock_file))
+    run_nnpm(fresh, "install", "-q", "--locked", "--lock", str(lock_file), registry=published.url)
     assert (fresh / "envs" / "default" / LOCK_NAME).read_bytes() == original
 
     # The same machine, another environment, no registry at all: the store has every blob.
     offline = closed_port_url()
-    nnpm(home, offline, "install", "-q", "--locked", "--lock", str(lock_file), "--env", "copy")
+    run_nnpm(home, "install", "-q", "--locked", "--lock", str(lock_file), "--env", "copy", registry=offline)
     assert (home / "envs" / "copy" / LOCK_NAME).read_bytes() == original
     assert listed(home, "copy") == listed(home)
-    verify = nnpm(home, offline, "cache", "verify")
+    verify = run_nnpm(home, "cache", "verify", registry=offline)
     assert "verified" in verify.stdout
 
     # Without the blobs and without the registry, it fails in one line and changes nothing.
     empty = tmp_path / "empty"
-    one_error_line(nnpm(empty, offline, "install", "-q", "--locked", "--lock", str(lock_file), check=False))
+    one_error_line(run_nnpm(empty, "install", "-q", "--locked", "--lock", str(lock_file), registry=offline,
+                            check=False))
     assert not (empty / "envs" / "default" / LOCK_NAME).exists()
 
 
 def test_unmet_runtime_requirement_is_refused_and_nothing_installed(published, tmp_path):
     home = tmp_path / "home"
-    nnpm(home, published.url, "install", "-q", "digits==1.0.0")
+    run_nnpm(home, "install", "-q", "digits==1.0.0", registry=published.url)
     before = (home / "envs" / "default" / LOCK_NAME).read_bytes()
     blobs_before = {d for d, _ in Store(home / "store").blobs()}
-    line = one_error_line(nnpm(home, published.url, "install", "-q", "future-runtime", check=False))
+    line = one_error_line(run_nnpm(home, "install", "-q", "future-runtime", registry=published.url, check=False))
     assert "future-runtime" in line and ">=99" in line
     assert metadata.version("onnxruntime") in line, "the installed version is named"
     assert (home / "envs" / "default" / LOCK_NAME).read_bytes() == before
@@ -176,22 +177,22 @@ def test_unmet_runtime_requirement_is_refused_and_nothing_installed(published, t
 
 def test_search_finds_by_name_and_says_when_nothing_matches(published, tmp_path):
     home = tmp_path / "home"
-    out = nnpm(home, published.url, "search", "resnet").stdout
+    out = run_nnpm(home, "search", "resnet", registry=published.url).stdout
     assert re.search(r"resnet18\s+1\.0\.0", out), out
     assert "digits" not in out
-    assert "no packages match" in nnpm(home, published.url, "search", "no-such-thing-xyz").stdout
+    assert "no packages match" in run_nnpm(home, "search", "no-such-thing-xyz", registry=published.url).stdout
 
 
 def test_unknown_package_is_one_error_line(published, tmp_path):
     home = tmp_path / "home"
-    line = one_error_line(nnpm(home, published.url, "install", "-q", "no-such-package", check=False))
+    line = one_error_line(run_nnpm(home, "install", "-q", "no-such-package", registry=published.url, check=False))
     assert "no-such-package" in line
 
 
 def test_second_environment_links_from_the_store_without_downloading(published, tmp_path):
     home = tmp_path / "home"
     start = len(blob_gets(published))
-    nnpm(home, published.url, "install", "-q", "resnet18")
+    run_nnpm(home, "install", "-q", "resnet18", registry=published.url)
     first = blob_gets(published)[start:]
     client = RegistryClient(published.url)
     manifest = client.version("resnet18", "1.0.0")["manifest"]
@@ -199,7 +200,7 @@ def test_second_environment_links_from_the_store_without_downloading(published, 
     assert set(first) == digests, "the access log counts the first install's downloads"
 
     mark = len(blob_gets(published))
-    proc = nnpm(home, published.url, "install", "--env", "second", "resnet18")
+    proc = run_nnpm(home, "install", "--env", "second", "resnet18", registry=published.url)
     assert "0 blobs fetched" in proc.stdout
     assert blob_gets(published)[mark:] == [], "the second environment downloaded nothing"
 
@@ -218,7 +219,7 @@ def test_an_interrupted_download_resumes_against_the_real_registry(published, tm
     digest = hashlib.sha256(model).hexdigest()
     Store(home / "store").partial_path(digest).write_bytes(model[:10_000_000])
     mark = len(published.log_path.read_text(errors="replace"))
-    nnpm(home, published.url, "install", "-q", "resnet18")
+    run_nnpm(home, "install", "-q", "resnet18", registry=published.url)
     log = published.log_path.read_text(errors="replace")[mark:]
     answers = re.findall(r'"GET /api/v1/blobs/sha256(?::|%3A)' + digest + r' HTTP/1\.1" (\d{3})', log)
     assert answers == ["206"], "the registry was asked for the missing tail only"

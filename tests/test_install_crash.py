@@ -7,13 +7,14 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from cli import nnpm_command, run_nnpm
 from hostile_server import HostileRegistry, assert_store_clean
-from modelkit import linear, package
+from modelkit import linear
+from packages import write_package
 
 from nnpm.author.pack import build
 from nnpm.install.env import LOCK_NAME, Environment
@@ -27,9 +28,9 @@ NEW = [f"{BASE}==2.0.0", BIG]
 @pytest.fixture(scope="module")
 def packages(tmp_path_factory):
     root = tmp_path_factory.mktemp("crash-packages")
-    folders = [package(root / "big", linear(1000, 800), name=BIG),
-               package(root / "base1", linear(4, 3, seed=1), name=BASE, version="1.0.0"),
-               package(root / "base2", linear(4, 3, seed=2), name=BASE, version="2.0.0")]
+    folders = [write_package(root / "big", BIG, bare=True, model=linear(1000, 800)),
+               write_package(root / "base1", BASE, "1.0.0", bare=True, model=linear(4, 3, seed=1)),
+               write_package(root / "base2", BASE, "2.0.0", bare=True, model=linear(4, 3, seed=2))]
     return [(b.manifest, b.paths) for b in map(build, folders)]
 
 
@@ -39,22 +40,10 @@ def server(packages):
         yield srv
 
 
-def _env(home: Path, url: str, crash_at: str | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NNPM_")}
-    env.update(NNPM_HOME=str(home), NNPM_REGISTRY=url)
-    if crash_at:
-        env["NNPM_TEST_CRASH_AT"] = crash_at
-    return env
-
-
-def nnpm(home: Path, url: str, *args: str, crash_at: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "nnpm", *args], env=_env(home, url, crash_at),
-                          capture_output=True, text=True, timeout=120)
-
-
-def ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc
+def popen_install(home: Path, url: str) -> subprocess.Popen:
+    """`nnpm install -q NEW...` against `url`, running in the background (output discarded)."""
+    argv, env = nnpm_command(home, "install", "-q", *NEW, registry=url)
+    return subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def lock_bytes(home: Path) -> bytes | None:
@@ -66,9 +55,9 @@ def lock_bytes(home: Path) -> bytes | None:
 def states(server, tmp_path) -> tuple[bytes, bytes]:
     """(old lock, new lock) made by an undisturbed run of the same two installs."""
     ref = tmp_path / "reference"
-    ok(nnpm(ref, server.url, "install", "-q", *OLD))
+    run_nnpm(ref, "install", "-q", *OLD, registry=server.url)
     old = lock_bytes(ref)
-    ok(nnpm(ref, server.url, "install", "-q", *NEW))
+    run_nnpm(ref, "install", "-q", *NEW, registry=server.url)
     new = lock_bytes(ref)
     assert old and new and old != new
     return old, new
@@ -82,7 +71,7 @@ def assert_whole_state(home: Path, url: str, states: tuple[bytes, bytes]) -> str
     env = Environment(home / "envs" / "default", "default")
     for pkg in env.installed().values():
         pkg.verify()
-    listed = json.loads(ok(nnpm(home, url, "list", "--json")).stdout)
+    listed = json.loads(run_nnpm(home, "list", "--json", registry=url).stdout)
     expected = {n: p["version"] for n, p in json.loads(current)["packages"].items()}
     assert {p["name"]: p["version"] for p in listed["packages"]} == expected
     assert_store_clean(home / "store")
@@ -90,9 +79,9 @@ def assert_whole_state(home: Path, url: str, states: tuple[bytes, bytes]) -> str
 
 
 def finish_and_verify(home: Path, url: str, states: tuple[bytes, bytes]) -> None:
-    ok(nnpm(home, url, "install", "-q", *NEW))
+    run_nnpm(home, "install", "-q", *NEW, registry=url)
     assert lock_bytes(home) == states[1]
-    assert "verified" in ok(nnpm(home, url, "cache", "verify")).stdout
+    assert "verified" in run_nnpm(home, "cache", "verify", registry=url).stdout
     pkgs = home / "envs" / "default" / "pkgs"
     assert sorted(p.name for p in pkgs.iterdir()) == [f"{BASE}-2.0.0", f"{BIG}-1.0.0"], "no leftovers"
     assert_whole_state(home, url, states)
@@ -102,9 +91,10 @@ def finish_and_verify(home: Path, url: str, states: tuple[bytes, bytes]) -> None
                                              ("after-commit", "new")])
 def test_kill_at_a_crash_point_leaves_a_whole_state(server, states, tmp_path, point, expected):
     home = tmp_path / "home"
-    ok(nnpm(home, server.url, "install", "-q", *OLD))
+    run_nnpm(home, "install", "-q", *OLD, registry=server.url)
     assert lock_bytes(home) == states[0]
-    proc = nnpm(home, server.url, "install", "-q", *NEW, crash_at=point)
+    proc = run_nnpm(home, "install", "-q", *NEW, registry=server.url, env={"NNPM_TEST_CRASH_AT": point},
+                    check=False)
     assert proc.returncode == -signal.SIGKILL, proc.stdout + proc.stderr
     assert assert_whole_state(home, server.url, states) == expected
     finish_and_verify(home, server.url, states)
@@ -119,11 +109,10 @@ def _wait_for(predicate, timeout: float = 30.0) -> None:
 
 def test_kill_during_a_slow_download_then_resume(server, states, packages, tmp_path):
     home = tmp_path / "home"
-    ok(nnpm(home, server.url, "install", "-q", *OLD))
+    run_nnpm(home, "install", "-q", *OLD, registry=server.url)
     big = max(packages[0][0].files, key=lambda f: f.size)
     server.mode, server.delay = "slow", 0.05          # ~2.5 s for the big blob
-    proc = subprocess.Popen([sys.executable, "-m", "nnpm", "install", "-q", *NEW], env=_env(home, server.url),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = popen_install(home, server.url)
     partial = home / "store" / "v1" / "partial" / big.sha256
     try:
         _wait_for(lambda: partial.exists() and partial.stat().st_size > 0)
@@ -144,12 +133,11 @@ def test_kill_during_a_slow_download_then_resume(server, states, packages, tmp_p
 
 def test_repeated_kills_at_random_moments_never_leave_half_a_state(server, states, tmp_path):
     home = tmp_path / "home"
-    ok(nnpm(home, server.url, "install", "-q", *OLD))
+    run_nnpm(home, "install", "-q", *OLD, registry=server.url)
     server.mode, server.delay = "slow", 0.01
     seen = set()
     for delay in (0.3, 0.6, 0.9, 1.2, 1.5):
-        proc = subprocess.Popen([sys.executable, "-m", "nnpm", "install", "-q", *NEW],
-                                env=_env(home, server.url), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = popen_install(home, server.url)
         time.sleep(delay)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(30)

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
+from cli import run_nnpm
 from hostile_server import HostileRegistry, assert_store_clean
-from modelkit import linear, package
+from modelkit import linear
+from packages import write_package
 
 from nnpm.author.pack import build
 from nnpm.config import Settings
@@ -29,9 +29,8 @@ BASE = "hostile-base"    # a few hundred bytes, installed honestly before the fa
 @pytest.fixture(scope="module")
 def packages(tmp_path_factory):
     root = tmp_path_factory.mktemp("hostile-packages")
-    big = package(root / BIG, linear(1000, 800), name=BIG, files={"README.md": b"# big\n" * 50},
-                  package_extra='readme = "README.md"')
-    base = package(root / BASE, linear(4, 3), name=BASE)
+    big = write_package(root / BIG, BIG, bare=True, model=linear(1000, 800), readme="# big\n" * 50)
+    base = write_package(root / BASE, BASE, bare=True, model=linear(4, 3))
     return [(b.manifest, b.paths) for b in (build(big), build(base))]
 
 
@@ -214,35 +213,28 @@ def test_failed_download_resumes_on_the_next_run(packages, server, home):
     _assert_env_consistent(home)
 
 
-def _cli(home: Path, url: str, *args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NNPM_")}
-    env.update(NNPM_HOME=str(home), NNPM_REGISTRY=url)
-    return subprocess.run([sys.executable, "-m", "nnpm", *args], env=env, capture_output=True, text=True,
-                          timeout=120)
-
-
 @pytest.mark.parametrize("mode", ["truncate", "wrong", "extra"])
 def test_cli_reports_a_faulty_registry_in_one_line(packages, server, home, mode):
     before = _with_base(home, server)
     server.mode = mode
-    proc = _cli(home, server.url, "install", "-q", BIG)
+    proc = run_nnpm(home, "install", "-q", BIG, registry=server.url, check=False)
     assert proc.returncode == 1, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
     assert "Traceback" not in proc.stderr
     assert _lock_bytes(home) == before
     assert_store_clean(home / "store")
-    listed = _cli(home, server.url, "list", "--json")
+    listed = run_nnpm(home, "list", "--json", registry=server.url, check=False)
     assert listed.returncode == 0 and BIG not in listed.stdout
 
 
 def test_cli_install_survives_a_cut_connection(packages, server, home):
     server.mode = "cut-once"
-    proc = _cli(home, server.url, "install", "-q", BIG)
+    proc = run_nnpm(home, "install", "-q", BIG, registry=server.url, check=False)
     assert proc.returncode == 0, proc.stderr
     assert f"installed {BIG} 1.0.0" in proc.stdout
     assert assert_store_clean(home / "store") == len(packages[0][0].files) + 1
-    verify = _cli(home, server.url, "cache", "verify")
+    verify = run_nnpm(home, "cache", "verify", registry=server.url, check=False)
     assert verify.returncode == 0, verify.stderr
     files = {f.path: f.sha256 for f in packages[0][0].files}
     folder = home / "envs" / "default" / "pkgs" / f"{BIG}-1.0.0"

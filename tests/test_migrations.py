@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-from pgserver import postgres_server, postgres_url  # noqa: F401  (fixtures)
 from sqlalchemy import create_engine, inspect, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session

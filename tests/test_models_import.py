@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli import run_nnpm
 
 import nnpm
 import nnpm.models
@@ -114,13 +113,6 @@ def test_tampered_labels_are_detected_too(home: Path) -> None:
         nnpm.load("digits")
 
 
-def _nnpm(home: Path, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, NNPM_HOME=str(home))
-    env.pop("NNPM_ENV", None)
-    return subprocess.run([sys.executable, "-m", "nnpm", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
-
-
 @pytest.fixture
 def features(home: Path, tmp_path: Path) -> tuple[Path, np.ndarray]:
     """Five held-out digits, preprocessed, saved as .npy; and their true labels."""
@@ -132,7 +124,7 @@ def features(home: Path, tmp_path: Path) -> tuple[Path, np.ndarray]:
 
 def test_cli_run_prints_outputs_and_predicted_labels(home: Path, features: tuple[Path, np.ndarray]) -> None:
     path, truth = features
-    result = _nnpm(home, "run", "digits", "--input", f"features={path}", "--top", "2")
+    result = run_nnpm(home, "run", "digits", "--input", f"features={path}", "--top", "2", cwd=ROOT, check=False)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert "label  shape [5]  int64" in lines
@@ -145,14 +137,15 @@ def test_cli_run_prints_outputs_and_predicted_labels(home: Path, features: tuple
 
 
 def test_cli_run_accepts_a_bare_file_for_a_one_input_model(home: Path, features: tuple[Path, np.ndarray]) -> None:
-    result = _nnpm(home, "run", "digits", "-i", str(features[0]))
+    result = run_nnpm(home, "run", "digits", "-i", str(features[0]), cwd=ROOT, check=False)
     assert result.returncode == 0, result.stderr
     assert "probabilities  shape [5, 10]  float32" in result.stdout
 
 
 def test_cli_run_output_writes_npy_files(home: Path, features: tuple[Path, np.ndarray], tmp_path: Path) -> None:
     path, _ = features
-    result = _nnpm(home, "run", "digits", "--input", f"features={path}", "--output", str(tmp_path / "out"))
+    result = run_nnpm(home, "run", "digits", "--input", f"features={path}", "--output", str(tmp_path / "out"),
+                      cwd=ROOT, check=False)
     assert result.returncode == 0, result.stderr
     expected = nnpm.load("digits")(np.load(path))
     for name in ("label", "probabilities"):
@@ -164,12 +157,12 @@ def test_cli_run_output_writes_npy_files(home: Path, features: tuple[Path, np.nd
 def test_cli_run_bad_input_is_one_line_error(home: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.npy"
     np.save(bad, np.zeros((2, 64)))
-    result = _nnpm(home, "run", "digits", "--input", f"features={bad}")
+    result = run_nnpm(home, "run", "digits", "--input", f"features={bad}", cwd=ROOT, check=False)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         "error: input 'features': expected float32 [N, 64], got float64 [2, 64] (float64 does not cast safely "
         "to float32) (cast it yourself, e.g. x.astype(np.float32), if the loss is acceptable)"]
-    unknown = _nnpm(home, "run", "digits", "--input", f"pixels={bad}")
+    unknown = run_nnpm(home, "run", "digits", "--input", f"pixels={bad}", cwd=ROOT, check=False)
     assert unknown.returncode == 1 and "no input 'pixels'" in unknown.stderr
-    missing = _nnpm(home, "run", "resnet18", "--input", str(bad))
+    missing = run_nnpm(home, "run", "resnet18", "--input", str(bad), cwd=ROOT, check=False)
     assert missing.returncode == 1 and "nnpm install resnet18" in missing.stderr

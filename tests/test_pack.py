@@ -1,4 +1,4 @@
-"""`nnpm pack` and the .nnpm archive: deterministic bytes, strict extraction, and init → pack."""
+"""`nnpm pack` and the .nnpm archive: deterministic bytes and strict extraction (init → pack: test_pack_init.py)."""
 
 from __future__ import annotations
 
@@ -6,18 +6,16 @@ import io
 import os
 import shutil
 import tarfile
-import tomllib
 from pathlib import Path
 
 import modelkit as mk
 import pytest
+from packages import DEMO, write_package
 
-from nnpm.author.init import init_package, starter_toml
 from nnpm.author.pack import build, default_archive_name, pack
-from nnpm.errors import IntegrityError, ManifestError, ModelError, PackageSafetyError
+from nnpm.errors import IntegrityError, ManifestError, PackageSafetyError
 from nnpm.format.archive import extract, read_manifest
 from nnpm.format.manifest import MANIFEST_NAME, Manifest
-from nnpm.format.project import project_from_dict
 from nnpm.hashing import file_digest
 
 FILES = {"labels.txt": b"cat\ndog\nbird\n", "README.md": b"# demo\n", "assets/notes.txt": b"notes\n",
@@ -29,8 +27,8 @@ EXTRA = ('[model.outputs.y]\nlabels = "labels.txt"\n'
 @pytest.fixture
 def folder(tmp_path) -> Path:
     """A model package with external data in a subfolder, labels, a README and assets."""
-    return mk.package(tmp_path / "src", location="data/weights.bin", files=FILES, extra=EXTRA,
-                      package_extra='readme = "README.md"\nlicense = "MIT"\ntags = ["test"]\n')
+    return write_package(tmp_path / "src", **DEMO, model=mk.linear(), location="data/weights.bin", files=FILES,
+                         extra_toml=EXTRA, package_extra='readme = "README.md"\nlicense = "MIT"\ntags = ["test"]\n')
 
 
 def _pack_to(folder: Path, out_dir: Path) -> tuple[bytes, bytes]:
@@ -66,8 +64,8 @@ def test_build_writes_nothing(folder):
 
 
 def test_labels_for_an_output_the_graph_lacks_are_refused(tmp_path):
-    folder = mk.package(tmp_path, files={"labels.txt": b"a\n"},
-                        extra='[model.outputs.logits]\nlabels = "labels.txt"\n')
+    folder = write_package(tmp_path, **DEMO, model=mk.linear(), files={"labels.txt": b"a\n"},
+                           extra_toml='[model.outputs.logits]\nlabels = "labels.txt"\n')
     with pytest.raises(ManifestError, match="no output 'logits'") as info:
         build(folder)
     assert info.value.key == "model.outputs.logits"
@@ -79,19 +77,21 @@ def test_labels_for_an_output_the_graph_lacks_are_refused(tmp_path):
     ('["assets"]', "not a regular file"),
 ], ids=["missing", "folder"])
 def test_bad_include_on_disk_is_refused(tmp_path, include, error):
-    folder = mk.package(tmp_path, files={"assets/a.txt": b"a"}, extra=f"[files]\ninclude = {include}\n")
+    folder = write_package(tmp_path, **DEMO, model=mk.linear(), files={"assets/a.txt": b"a"},
+                           extra_toml=f"[files]\ninclude = {include}\n")
     with pytest.raises(PackageSafetyError, match=error):
         build(folder)
 
 
 def test_include_under_a_file_is_a_safety_error(tmp_path):
-    folder = mk.package(tmp_path, extra='[files]\ninclude = ["model.onnx/x"]\n')
+    folder = write_package(tmp_path, **DEMO, model=mk.linear(), extra_toml='[files]\ninclude = ["model.onnx/x"]\n')
     with pytest.raises(PackageSafetyError):
         build(folder)
 
 
 def test_symlinked_include_is_refused(tmp_path):
-    folder = mk.package(tmp_path / "pkg", extra='[files]\ninclude = ["labels.txt"]\n')
+    folder = write_package(tmp_path / "pkg", **DEMO, model=mk.linear(),
+                           extra_toml='[files]\ninclude = ["labels.txt"]\n')
     (tmp_path / "secret").write_text("secret")
     os.symlink(tmp_path / "secret", folder / "labels.txt")
     with pytest.raises(PackageSafetyError, match="symbolic link"):
@@ -99,7 +99,8 @@ def test_symlinked_include_is_refused(tmp_path):
 
 
 def test_hard_linked_include_is_refused(tmp_path):
-    folder = mk.package(tmp_path / "pkg", files={"labels.txt": b"a"}, extra='[files]\ninclude = ["labels.txt"]\n')
+    folder = write_package(tmp_path / "pkg", **DEMO, model=mk.linear(), files={"labels.txt": b"a"},
+                           extra_toml='[files]\ninclude = ["labels.txt"]\n')
     os.link(folder / "labels.txt", tmp_path / "other")
     with pytest.raises(PackageSafetyError, match="hard link"):
         build(folder)
@@ -148,7 +149,7 @@ def test_output_must_end_in_nnpm_and_nothing_is_written(folder, tmp_path):
 
 
 def test_failed_pack_writes_nothing(tmp_path):
-    folder = mk.package(tmp_path, version="not a version")
+    folder = write_package(tmp_path, **DEMO, model=mk.linear(), version="not a version")
     with pytest.raises(ManifestError):
         pack(folder)
     assert not (folder / "dist").exists()
@@ -324,84 +325,3 @@ def test_member_longer_than_its_entry_is_an_integrity_error(archive, tmp_path):
         yield info, data
     with pytest.raises(IntegrityError, match="README.md"):
         extract(_rewrite(archive, tmp_path / "bad.nnpm", grow), tmp_path / "out")
-
-
-# ---------------------------------------------------------------- init → pack
-
-def test_starter_toml_is_accepted_unchanged():
-    project = project_from_dict(tomllib.loads(starter_toml("my-model", "model.onnx")))
-    assert project.name == "my-model" and str(project.version) == "0.1.0"
-    assert project.model.file == "model.onnx"
-
-
-def test_init_then_pack_without_edits(tmp_path):
-    source = mk.save(mk.multi_io(), tmp_path / "exports" / "My_Model.onnx")
-    toml_path, info = init_package(tmp_path / "pkg", source)
-    assert toml_path == tmp_path / "pkg" / "nnpm.toml"
-    assert (tmp_path / "pkg" / "model.onnx").read_bytes() == source.read_bytes()
-    built, archive, _ = pack(tmp_path / "pkg")
-    assert built.manifest.name == "my-model"
-    assert built.manifest.signature == info.signature
-    assert archive.name == "my-model-0.1.0.nnpm"
-    assert [f.path for f in built.manifest.files] == ["model.onnx"]
-
-
-@pytest.mark.parametrize("location", ["weights.bin", "data/weights.bin"])
-def test_init_copies_external_data_and_packs(tmp_path, location):
-    source = mk.save(mk.linear(), tmp_path / "exports" / "net.onnx", location=location)
-    _, info = init_package(tmp_path / "pkg", source, name="Net")
-    assert info.external_files == (location,)
-    assert (tmp_path / "pkg" / location).read_bytes() == (tmp_path / "exports" / location).read_bytes()
-    built, archive, _ = pack(tmp_path / "pkg")
-    assert [f.path for f in built.manifest.files] == sorted(["model.onnx", location])
-    assert built.manifest.name == "net"
-    manifest = extract(archive, tmp_path / "out")
-    assert (tmp_path / "out" / location).read_bytes() == (tmp_path / "exports" / location).read_bytes()
-    assert manifest == built.manifest
-
-
-def _tree(folder: Path) -> list[str]:
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) if folder.exists() else []
-
-
-def test_init_refuses_a_folder_with_nnpm_toml_and_writes_nothing(tmp_path):
-    source = mk.save(mk.linear(), tmp_path / "net.onnx")
-    (tmp_path / "pkg").mkdir()
-    (tmp_path / "pkg" / "nnpm.toml").write_text("# mine\n")
-    with pytest.raises(ManifestError, match="exists already"):
-        init_package(tmp_path / "pkg", source)
-    assert _tree(tmp_path / "pkg") == ["nnpm.toml"]
-    assert (tmp_path / "pkg" / "nnpm.toml").read_text() == "# mine\n"
-
-
-def test_init_refuses_to_overwrite_a_model_and_writes_nothing(tmp_path):
-    source = mk.save(mk.linear(), tmp_path / "net.onnx", location="weights.bin")
-    (tmp_path / "pkg").mkdir()
-    (tmp_path / "pkg" / "weights.bin").write_bytes(b"mine")
-    with pytest.raises(ManifestError, match="exists already"):
-        init_package(tmp_path / "pkg", source)
-    assert _tree(tmp_path / "pkg") == ["weights.bin"]
-    assert (tmp_path / "pkg" / "weights.bin").read_bytes() == b"mine"
-
-
-@pytest.mark.parametrize("make,error", [
-    (lambda p: None, ManifestError),
-    (lambda p: p.write_bytes(os.urandom(512)), ModelError),
-    (lambda p: mk.save(mk.undefined_input(), p), ModelError),
-    (lambda p: p.mkdir(), ManifestError),
-], ids=["missing", "random-bytes", "checker-fails", "folder"])
-def test_init_from_a_bad_source_writes_nothing(tmp_path, make, error):
-    source = tmp_path / "net.onnx"
-    make(source)
-    with pytest.raises(error):
-        init_package(tmp_path / "pkg", source)
-    assert not (tmp_path / "pkg").exists()
-
-
-def test_init_from_a_file_whose_name_is_not_a_package_name_says_use_name(tmp_path):
-    source = mk.save(mk.linear(), tmp_path / "my model!.onnx")
-    with pytest.raises(ManifestError):
-        init_package(tmp_path / "pkg", source)
-    assert not (tmp_path / "pkg").exists()
-    init_package(tmp_path / "pkg", source, name="my-model")
-    assert build(tmp_path / "pkg").manifest.name == "my-model"

@@ -7,8 +7,6 @@ from __future__ import annotations
 import inspect
 import os
 import shutil
-import subprocess
-import sys
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,10 +15,11 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from cli import run_nnpm
 from onnx import numpy_helper
+from packages import write_package
 
 import nnpm
-from examples import build as builder
 from examples import digits
 from examples.common import dump_toml
 from nnpm.errors import IntegrityError, NnpmError
@@ -32,17 +31,6 @@ IMAGENET = ["imagenet-preprocess", "resnet18", "topk", "imagenet-classifier"]
 
 # ---------------------------------------------------------------- fixtures and helpers
 
-@pytest.fixture(scope="module")
-def example_pkgs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The built example packages: conftest's session-wide examples_dir when there is one."""
-    try:
-        return request.getfixturevalue("examples_dir")
-    except pytest.FixtureLookupError:
-        outdir = tmp_path_factory.mktemp("examples")
-        builder.build(outdir, log=lambda line: None)
-        return outdir
-
-
 def install(home: Path, folders: list[Path]) -> None:
     from nnpm.config import load_settings
     from nnpm.install.transaction import Installer
@@ -52,23 +40,23 @@ def install(home: Path, folders: list[Path]) -> None:
 
 
 @pytest.fixture(scope="module")
-def home(example_pkgs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def home(examples_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """One NNPM_HOME with every example installed, for the tests that only read it."""
     path = tmp_path_factory.mktemp("home")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("NNPM_HOME", str(path))
         mp.delenv("NNPM_ENV", raising=False)
-        install(path, [example_pkgs / n for n in DIGITS + IMAGENET])
+        install(path, [examples_dir / n for n in DIGITS + IMAGENET])
         yield path
 
 
 @pytest.fixture
-def own_home(example_pkgs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def own_home(examples_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh NNPM_HOME with the digits packages, for tests that change things."""
     path = tmp_path / "home"
     monkeypatch.setenv("NNPM_HOME", str(path))
     monkeypatch.delenv("NNPM_ENV", raising=False)
-    install(path, [example_pkgs / n for n in DIGITS])
+    install(path, [examples_dir / n for n in DIGITS])
     return path
 
 
@@ -116,13 +104,6 @@ def flip_byte(path: Path) -> None:
 
 def image(seed: int = 0, shape: tuple[int, int, int] = (300, 200, 3)) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
-
-
-def nnpm_cli(*args: str, home: Path) -> subprocess.CompletedProcess:
-    environ = {**os.environ, "NNPM_HOME": str(home), "PYTHONPATH": str(ROOT)}
-    environ.pop("NNPM_ENV", None)
-    return subprocess.run([sys.executable, "-m", "nnpm", *args], cwd=ROOT, env=environ,
-                          capture_output=True, text=True, timeout=120)
 
 
 # ---------------------------------------------------------------- digits-classifier
@@ -187,9 +168,9 @@ def test_imagenet_classifier_stepwise_agrees(home: Path) -> None:
     np.testing.assert_array_equal(fused["indices"], slow["indices"])
 
 
-def test_pipeline_folder_loads_like_the_installed_pipeline(home: Path, example_pkgs: Path) -> None:
+def test_pipeline_folder_loads_like_the_installed_pipeline(home: Path, examples_dir: Path) -> None:
     pixels, _ = digits.held_out()
-    from_folder = nnpm.load(example_pkgs / "digits-classifier")(pixels)
+    from_folder = nnpm.load(examples_dir / "digits-classifier")(pixels)
     installed = nnpm.load("digits-classifier")(pixels)
     for name in installed:
         np.testing.assert_array_equal(from_folder[name], installed[name], err_msg=name)
@@ -213,10 +194,10 @@ def test_fused_graph_is_cached_and_reused(home: Path) -> None:
     assert fused_files(home) == files
 
 
-def _changed_preprocess(example_pkgs: Path, tmp_path: Path, version: str, factor: float) -> Path:
+def _changed_preprocess(examples_dir: Path, tmp_path: Path, version: str, factor: float) -> Path:
     """digits-preprocess with another version and its scale multiplied by factor."""
     folder = tmp_path / "changed" / "digits-preprocess"
-    shutil.copytree(example_pkgs / "digits-preprocess", folder)
+    shutil.copytree(examples_dir / "digits-preprocess", folder)
     data = tomllib.loads((folder / "nnpm.toml").read_text(encoding="utf-8"))
     data["package"]["version"] = version
     (folder / "nnpm.toml").write_text(dump_toml(data), encoding="utf-8")
@@ -228,13 +209,13 @@ def _changed_preprocess(example_pkgs: Path, tmp_path: Path, version: str, factor
     return folder
 
 
-def test_changed_step_makes_a_new_fused_graph(own_home: Path, example_pkgs: Path, tmp_path: Path) -> None:
+def test_changed_step_makes_a_new_fused_graph(own_home: Path, examples_dir: Path, tmp_path: Path) -> None:
     pixels, _ = digits.held_out()
     first = nnpm.load("digits-classifier")(pixels)
     (old,) = fused_files(own_home)
     old_stat = old.stat().st_mtime_ns
 
-    install(own_home, [_changed_preprocess(example_pkgs, tmp_path, "1.0.1", 4.0)])
+    install(own_home, [_changed_preprocess(examples_dir, tmp_path, "1.0.1", 4.0)])
     assert str(env().get("digits-preprocess").version) == "1.0.1"
     second = nnpm.load("digits-classifier")(pixels)
     files = fused_files(own_home)
@@ -250,7 +231,7 @@ def test_changed_step_makes_a_new_fused_graph(own_home: Path, example_pkgs: Path
 
 def test_cli_compose_writes_a_checked_runnable_graph(home: Path, tmp_path: Path) -> None:
     out = tmp_path / "fused.onnx"
-    result = nnpm_cli("compose", "imagenet-classifier", "-o", str(out), home=home)
+    result = run_nnpm(home, "compose", "imagenet-classifier", "-o", str(out), cwd=ROOT, check=False)
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     onnx.checker.check_model(str(out), full_check=True)
@@ -266,7 +247,7 @@ def test_cli_compose_writes_a_checked_runnable_graph(home: Path, tmp_path: Path)
 
 def test_cli_compose_of_a_model_package_is_a_one_line_error(home: Path, tmp_path: Path) -> None:
     out = tmp_path / "fused.onnx"
-    result = nnpm_cli("compose", "digits", "-o", str(out), home=home)
+    result = run_nnpm(home, "compose", "digits", "-o", str(out), cwd=ROOT, check=False)
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
@@ -275,7 +256,7 @@ def test_cli_compose_of_a_model_package_is_a_one_line_error(home: Path, tmp_path
 
 
 def test_cli_compose_of_a_missing_package_is_a_one_line_error(home: Path, tmp_path: Path) -> None:
-    result = nnpm_cli("compose", "no-such-pipeline", "-o", str(tmp_path / "f.onnx"), home=home)
+    result = run_nnpm(home, "compose", "no-such-pipeline", "-o", str(tmp_path / "f.onnx"), cwd=ROOT, check=False)
     assert result.returncode == 1
     assert len(result.stderr.strip().splitlines()) == 1 and "no-such-pipeline" in result.stderr
 
@@ -292,7 +273,7 @@ def test_tampered_step_is_detected_even_with_a_cached_graph(own_home: Path) -> N
     assert "digits-preprocess" in str(exc.value) and "model.onnx" in str(exc.value)
     with pytest.raises(IntegrityError):
         stepwise("digits-classifier")
-    result = nnpm_cli("compose", "digits-classifier", "-o", str(own_home / "f.onnx"), home=own_home)
+    result = run_nnpm(own_home, "compose", "digits-classifier", "-o", str(own_home / "f.onnx"), cwd=ROOT, check=False)
     assert result.returncode == 1 and "digits-preprocess" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
@@ -308,14 +289,8 @@ def test_tampered_step_readme_is_detected(own_home: Path) -> None:
 
 def _outer_pipeline(tmp_path: Path) -> Path:
     """A pipeline whose only step is the digits-classifier pipeline."""
-    folder = tmp_path / "digits-app"
-    folder.mkdir()
-    (folder / "nnpm.toml").write_text(dump_toml({
-        "package": {"name": "digits-app", "version": "1.0.0"},
-        "dependencies": {"digits-classifier": ">=1,<2"},
-        "pipeline": {"steps": ["digits-classifier"]},
-    }), encoding="utf-8")
-    return folder
+    return write_package(tmp_path / "digits-app", "digits-app", bare=True,
+                         dependencies={"digits-classifier": ">=1,<2"}, pipeline=["digits-classifier"])
 
 
 def test_nested_pipeline_fuses_like_its_step(own_home: Path, tmp_path: Path) -> None:

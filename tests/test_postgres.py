@@ -13,20 +13,22 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import Registry, start_registry, write_small_package
-from pgserver import postgres_server, postgres_url  # noqa: F401  (fixtures)
+from cli import one_error_line, run_nnpm
+from concurrency import at_once
+from packages import write_unique_package
+from protocol import put_manifest
+from registry_proc import Registry, close_all, start_registry
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 from registry_server.db.engine import engine_url
 from registry_server.services.auth import add_user
-from tests.concurrency import at_once
 
 # -- fixtures and helpers ----------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def pg_database(postgres_server) -> str:  # noqa: F811
+def pg_database(postgres_server) -> str:
     """One database for the module's two servers (tests use their own package names)."""
     return postgres_server.create_database()
 
@@ -38,8 +40,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory, pg_database: str) -> Itera
     with ThreadPoolExecutor(2) as pool:
         a, b = pool.map(lambda _: start_registry(tmp_path_factory, started, database_url=pg_database), range(2))
     yield a, b
-    for reg in started:
-        reg.stop()
+    close_all(started)
 
 
 def query(url: str, sql: str, **params) -> list[tuple]:
@@ -61,12 +62,6 @@ def owners(url: str, name: str) -> list[str]:
                                            "JOIN packages p ON p.id = o.package_id WHERE p.name = :name", name=name))
 
 
-def package(tmp_path: Path, name: str, version: str = "1.0.0", weights=(1.0, 2.0, 3.0), **options) -> Path:
-    """A tiny model package folder of its own (two of one name and version may differ in weights)."""
-    digest = hashlib.sha256(repr((name, version, weights, options)).encode()).hexdigest()[:12]
-    return write_small_package(tmp_path / f"{name}-{version}-{digest}", name, version, weights, **options)
-
-
 def upload_blobs(reg: Registry, token: str, folder: Path) -> bytes:
     """PUT every file of the package; its canonical manifest bytes."""
     from nnpm.author.pack import build
@@ -79,12 +74,6 @@ def upload_blobs(reg: Registry, token: str, folder: Path) -> bytes:
     return built.manifest.to_json()
 
 
-def put_manifest(reg: Registry, token: str, name: str, version: str, manifest: bytes) -> httpx.Response:
-    with reg.client(token) as c:
-        return c.put(f"/api/v1/packages/{name}/{version}", content=manifest,
-                     headers={"Content-Type": "application/json"})
-
-
 def error_code(r: httpx.Response) -> tuple[int, str]:
     return r.status_code, r.json()["error"]
 
@@ -95,10 +84,11 @@ def test_publish_read_yank_owners_and_search_on_postgres(servers, pg_database: s
     reg, _ = servers
     alice, bob = add_user(pg_database, "alice"), add_user(pg_database, "bob")
     about = {"description": "Adds numbers on Postgres", "tags": ("arith", "pg")}
-    folder, later = package(tmp_path, "pg-tiny", "1.0.0", **about), package(tmp_path, "pg-tiny", "2.0.0", **about)
+    folder = write_unique_package(tmp_path, "pg-tiny", "1.0.0", **about)
+    later = write_unique_package(tmp_path, "pg-tiny", "2.0.0", **about)
     assert reg.publish(folder, alice).status_code == 201
     assert reg.publish(folder, alice).status_code == 200  # identical retry
-    other = package(tmp_path, "pg-tiny", "1.0", weights=(9.0, 9.0, 9.0))
+    other = write_unique_package(tmp_path, "pg-tiny", "1.0", weights=(9.0, 9.0, 9.0))
     assert error_code(reg.publish(other, alice)) == (409, "conflict")  # 1.0 is 1.0.0, other bytes
     assert error_code(reg.publish(later, bob)) == (403, "forbidden")
     assert error_code(reg.publish(folder, "nnpm_not-a-token")) == (401, "unauthorized")
@@ -143,7 +133,7 @@ def test_text_postgres_cannot_store_is_refused_or_cleaned_not_a_500(servers, pg_
                                                                    tmp_path: Path) -> None:
     reg, _ = servers
     token = add_user(pg_database, "carol")
-    manifest = upload_blobs(reg, token, package(tmp_path, "pg-nul", description="ok", tags=("ok",)))
+    manifest = upload_blobs(reg, token, write_unique_package(tmp_path, "pg-nul", description="ok", tags=("ok",)))
     with_nul = manifest.replace(b'"description": "ok"', b'"description": "a\\u0000b"').replace(
         b'"ok"\n', b'"x\\u0000y"\n')
     assert with_nul.count(b"\\u0000") == 2
@@ -154,8 +144,9 @@ def test_text_postgres_cannot_store_is_refused_or_cleaned_not_a_500(servers, pg_
         (hit,) = c.get("/api/v1/search", params={"q": "pg-nul"}).json()["results"]
         assert hit["description"] == "ab" and hit["tags"] == ["xy"]
     long_version = "1." + ".".join(["1"] * 60)
-    assert error_code(reg.publish(package(tmp_path, "pg-long", long_version), token)) == (400, "invalid_manifest")
-    manifest = upload_blobs(reg, token, package(tmp_path, "pg-surrogate", description="ok"))
+    long_package = write_unique_package(tmp_path, "pg-long", long_version)
+    assert error_code(reg.publish(long_package, token)) == (400, "invalid_manifest")
+    manifest = upload_blobs(reg, token, write_unique_package(tmp_path, "pg-surrogate", description="ok"))
     bad = manifest.replace(b'"description": "ok"', b'"description": "\\ud800"')
     assert bad != manifest
     assert error_code(put_manifest(reg, token, "pg-surrogate", "1.0.0", bad)) == (400, "invalid_manifest")
@@ -165,13 +156,11 @@ def test_text_postgres_cannot_store_is_refused_or_cleaned_not_a_500(servers, pg_
 
 def test_nnpm_publish_yank_and_install_against_a_postgres_registry(servers, pg_database: str,
                                                                    tmp_path: Path) -> None:
-    from cli import run_nnpm
-
     reg, _ = servers
     home = tmp_path / "home"
     token = add_user(pg_database, "dave")
     run_nnpm(home, "login", "--registry", reg.url, "--token", token)
-    folder = package(tmp_path, "pg-cli", "1.0.0")
+    folder = write_unique_package(tmp_path, "pg-cli", "1.0.0")
     assert "published pg-cli 1.0.0" in run_nnpm(home, "publish", str(folder), "--no-progress").stdout
     assert "already published" in run_nnpm(home, "publish", str(folder), "--no-progress").stdout
     run_nnpm(home, "install", "pg-cli==1.0.0", "--quiet")
@@ -189,7 +178,7 @@ def test_two_servers_on_one_database_see_each_others_writes_at_once(servers, pg_
     erin = add_user(pg_database, "erin")  # issued after both servers started
     with b.client(erin) as c:
         assert c.get("/api/v1/whoami").json() == {"user": "erin"}
-    assert a.publish(package(tmp_path, "pg-shared"), erin).status_code == 201
+    assert a.publish(write_unique_package(tmp_path, "pg-shared"), erin).status_code == 201
     with a.client(erin) as ca, b.client(erin) as cb:
         etag = cb.get("/api/v1/packages/pg-shared").headers["etag"]
         assert ca.get("/api/v1/packages/pg-shared").headers["etag"] == etag  # same bytes on every replica
@@ -207,8 +196,8 @@ def test_two_first_publishes_of_one_new_version_on_two_servers_make_one_row(
     name = "pg-race-" + hashlib.sha256(case.encode()).hexdigest()[:8]
     one = add_user(pg_database, "gina")
     two = add_user(pg_database, "hugo") if case.startswith("two users") else one
-    first = package(tmp_path, name)
-    second = package(tmp_path, name, weights=(7.0, 7.0, 7.0)) if "other bytes" in case else first
+    first = write_unique_package(tmp_path, name)
+    second = write_unique_package(tmp_path, name, weights=(7.0, 7.0, 7.0)) if "other bytes" in case else first
     body_a, body_b = upload_blobs(a, one, first), upload_blobs(b, two, second)
     ra, rb = at_once(lambda: put_manifest(a, one, name, "1.0.0", body_a),
                      lambda: put_manifest(b, two, name, "1.0.0", body_b))
@@ -228,7 +217,8 @@ def test_ten_concurrent_publishes_of_versions_of_one_new_package_all_land(server
     jobs = []
     for i in range(10):
         reg, version = (a, b)[i % 2], f"{i + 1}.0.0"
-        body = upload_blobs(reg, token, package(tmp_path, "pg-ten", version, weights=(float(i), 1.0, 2.0)))
+        folder = write_unique_package(tmp_path, "pg-ten", version, weights=(float(i), 1.0, 2.0))
+        body = upload_blobs(reg, token, folder)
         jobs.append(lambda reg=reg, version=version, body=body: put_manifest(reg, token, "pg-ten", version, body))
     responses = at_once(*jobs)
     assert [r.status_code for r in responses] == [201] * 10, [r.text for r in responses if r.status_code != 201]
@@ -278,7 +268,7 @@ def test_no_transaction_stays_open_while_a_request_body_streams_in(servers, pg_d
 
     blob = b"streamed slowly " * 4096
     assert slow_put(f"/api/v1/blobs/sha256:{hashlib.sha256(blob).hexdigest()}", blob) == (201, 0)
-    folder = package(tmp_path, "pg-slow")
+    folder = write_unique_package(tmp_path, "pg-slow")
     manifest = upload_blobs(reg, token, folder)
     assert slow_put("/api/v1/packages/pg-slow/1.0.0", manifest) == (201, 0)
 
@@ -323,9 +313,9 @@ def test_publishers_racing_past_every_check_settle_like_sequential_ones(
     with sessions() as s:
         users = [get_or_create_user(s, "kim"), get_or_create_user(s, "lou" if case.startswith("two") else "kim")]
     second_version = "2.0.0" if "two versions" in case else "1.0.0"
-    manifests = [build(package(tmp_path, "race", "1.0.0")).manifest,
-                 build(package(tmp_path, "race", second_version,
-                               weights=(5.0, 5.0, 5.0) if "other bytes" in case else (1.0, 2.0, 3.0))).manifest]
+    second_weights = (5.0, 5.0, 5.0) if "other bytes" in case else (1.0, 2.0, 3.0)
+    manifests = [build(write_unique_package(tmp_path, "race", "1.0.0")).manifest,
+                 build(write_unique_package(tmp_path, "race", second_version, weights=second_weights)).manifest]
     store, settings = _Store(*manifests), ServerSettings(data_dir=tmp_path / "data")
     both_checked = threading.Barrier(2)
     real_check_blobs = pub.check_blobs
@@ -362,7 +352,7 @@ def test_publishers_racing_past_every_check_settle_like_sequential_ones(
 
 
 def test_the_registry_reads_committed_even_where_the_database_defaults_to_serializable(
-        postgres_url: str) -> None:  # noqa: F811
+        postgres_url: str) -> None:
     from registry_server.db.engine import make_engine
 
     admin = create_engine(postgres_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
@@ -379,8 +369,6 @@ def test_the_registry_reads_committed_even_where_the_database_defaults_to_serial
 
 
 def test_an_unreachable_database_is_one_error_line_without_the_password(tmp_path: Path) -> None:
-    from cli import one_error_line, run_nnpm
-
     proc = run_nnpm(tmp_path / "home", "registry", "user", "add", "alice", "--data", str(tmp_path / "data"),
                     "--database-url", "postgresql://nnpm:s3cret@127.0.0.1:1/registry", check=False)
     line = one_error_line(proc)

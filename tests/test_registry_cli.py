@@ -1,27 +1,49 @@
-"""`nnpm registry serve` passes its limits through to the server it runs."""
+"""`nnpm registry user add` and `nnpm registry serve`: the real CLI, a real port, the limits passed through."""
 
 from __future__ import annotations
 
 import hashlib
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
-from conftest import free_port
+from cli import nnpm_command, run_nnpm
+from registry_proc import free_port
+
+
+def test_cli_user_add_prints_a_token_on_the_last_line_and_serve_runs(tmp_path: Path) -> None:
+    data, home = tmp_path / "reg", tmp_path / "home"
+    out = run_nnpm(home, "registry", "user", "add", "alice", "--data", str(data)).stdout
+    token = out.strip().splitlines()[-1]
+    assert token.startswith("nnpm_") and " " not in token
+    assert token not in (data / "registry.db").read_bytes().decode("latin-1")
+    bad = run_nnpm(home, "registry", "user", "add", "no spaces", "--data", str(data), check=False)
+    assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "invalid user name" in bad.stderr
+    port = free_port()
+    argv, env = nnpm_command(home, "registry", "serve", "--data", str(data), "--port", str(port))
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout.readline().strip() == f"nnpm registry serving on http://127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/api/v1/whoami", headers={"Authorization": f"Bearer {token}"})
+                break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        assert r.json() == {"user": "alice"}
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 def test_serve_honours_max_blob_size(tmp_path: Path) -> None:
-    env = {**os.environ, "NNPM_HOME": str(tmp_path / "home")}
-    data = tmp_path / "data"
-    token = subprocess.run([sys.executable, "-m", "nnpm", "registry", "user", "add", "alice", "--data", str(data)],
-                           env=env, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+    data, home = tmp_path / "data", tmp_path / "home"
+    token = run_nnpm(home, "registry", "user", "add", "alice", "--data", str(data)).stdout.strip().splitlines()[-1]
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "nnpm", "registry", "serve", "--data", str(data),
-                             "--port", str(port), "--max-blob-size", "100"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    argv, env = nnpm_command(home, "registry", "serve", "--data", str(data), "--port", str(port),
+                             "--max-blob-size", "100")
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/api/v1"
     try:
         for _ in range(150):

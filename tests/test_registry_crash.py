@@ -1,7 +1,8 @@
 """Crashes: kill -9 during an upload leaves nothing half-stored; a dying worker is a clean 422.
 
-Runs on both backends of tests/conftest.py: on `sqlite-dir` the upload in flight is a
-`tmp/upload-*.part` file, on `postgres-s3` an unfinished multipart upload in the bucket.
+The kill -9 test runs on both backends of tests/registry_proc.py: on `sqlite-dir` the upload in
+flight is a `tmp/upload-*.part` file, on `postgres-s3` an unfinished multipart upload in the
+bucket. The worker tests run on `sqlite-dir`: the worker reads its scratch folder, whatever the store.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import pytest
 
 MIB = 1024 * 1024
 BIG_CHUNKS = 200  # 200 MiB
@@ -47,16 +49,8 @@ def upload_reached_the_store(reg) -> bool:
     return bool(reg.uploads_in_flight())
 
 
-def test_kill_9_during_a_large_upload_then_restart(registry, small_package) -> None:
-    token = registry.add_user("alice")
-    assert registry.publish(small_package("before-crash"), token).status_code == 201
-    base = os.urandom(MIB)
-    h = hashlib.sha256()
-    for chunk in big_chunks(base, BIG_CHUNKS):
-        h.update(chunk)
-    digest, size = h.hexdigest(), BIG_CHUNKS * MIB
-    url = f"/api/v1/blobs/sha256:{digest}"
-
+def kill_mid_upload(registry, token: str, base: bytes, url: str, size: int) -> None:
+    """PUT BIG_CHUNKS chunks of `base` to `url`; once part of it is in the store, SIGKILL the server."""
     halfway, resume = threading.Event(), threading.Event()
     outcome: list[object] = []
 
@@ -79,6 +73,19 @@ def test_kill_9_during_a_large_upload_then_restart(registry, small_package) -> N
     resume.set()
     thread.join(60)
     assert len(outcome) == 1 and isinstance(outcome[0], httpx.HTTPError), outcome
+
+
+def test_kill_9_during_a_large_upload_then_restart(registry, small_package) -> None:
+    token = registry.add_user("alice")
+    assert registry.publish(small_package("before-crash"), token).status_code == 201
+    base = os.urandom(MIB)
+    h = hashlib.sha256()
+    for chunk in big_chunks(base, BIG_CHUNKS):
+        h.update(chunk)
+    digest, size = h.hexdigest(), BIG_CHUNKS * MIB
+    url = f"/api/v1/blobs/sha256:{digest}"
+
+    kill_mid_upload(registry, token, base, url, size)
 
     (leftover,) = registry.uploads_in_flight()  # invisible: a temp file, or an unfinished multipart upload
     registry.start()
@@ -112,6 +119,7 @@ def test_kill_9_during_a_large_upload_then_restart(registry, small_package) -> N
     assert versions_missing_blobs(registry) == []
 
 
+@pytest.mark.registry_backends("sqlite-dir")  # the worker's limits, not the backend, are the subject here
 def test_worker_timeout_is_422_and_the_server_stays_up(registry_factory, small_package) -> None:
     reg = registry_factory(validate_timeout=0.05)
     token = reg.add_user("alice")
@@ -125,6 +133,7 @@ def test_worker_timeout_is_422_and_the_server_stays_up(registry_factory, small_p
     assert reg.proc.poll() is None
 
 
+@pytest.mark.registry_backends("sqlite-dir")  # the worker's limits, not the backend, are the subject here
 def test_worker_over_its_memory_limit_is_422_and_the_server_stays_up(registry_factory, small_package) -> None:
     reg = registry_factory(validate_memory=48 * MIB)
     token = reg.add_user("alice")

@@ -32,10 +32,10 @@ def _operation_labels() -> list[str]:
 @pytest.fixture(scope="module")
 def fuzz_token(shared_registry, tmp_path_factory) -> str:
     """A user who owns one published package, so owner-only paths run past authorisation too."""
-    from conftest import write_small_package
+    from packages import write_package
 
     token = shared_registry.add_user("fuzzer")
-    folder = write_small_package(tmp_path_factory.mktemp("fuzz") / "tiny", "tiny", "1.0.0")
+    folder = write_package(tmp_path_factory.mktemp("fuzz") / "tiny", "tiny", "1.0.0")
     assert shared_registry.publish(folder, token).status_code == 201
     return token
 

@@ -30,7 +30,7 @@ def published(shared_registry, examples_dir: Path):
 def browser_context(tmp_path: Path):
     """A fresh headless Chromium profile; skipped without Chromium, except on CI where it must exist."""
     if not CHROMIUM.exists():
-        if os.environ.get("CI") == "true":
+        if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"{CHROMIUM} is missing on CI; install the chromium package")
         pytest.skip(f"{CHROMIUM} is not installed")
     from playwright.sync_api import sync_playwright

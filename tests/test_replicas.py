@@ -4,7 +4,7 @@ This is the deployment of docs/deploy.md ("Several replicas behind nginx"), minu
 clients are spread over both replicas, so a version committed through one must be
 complete and readable through the other, and a replica killed mid-upload must cost no
 more than that upload. The database and bucket are the `postgres-s3` backend of
-tests/conftest.py (fresh ones per test); `registry_factory(replica_of=a)` starts the
+tests/registry_proc.py (fresh ones per test); `registry_factory(replica_of=a)` starts the
 second server over the first one's database and bucket.
 """
 
@@ -16,15 +16,16 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import Registry, write_small_package
+from cli import run_nnpm
+from concurrency import at_once
+from packages import write_package, write_unique_package
+from registry_proc import Registry
 
 from nnpm.author.pack import build
 from nnpm.author.publish import publish, upload
 from nnpm.client.api import RegistryClient
 from nnpm.errors import RegistryError
 from nnpm.format.manifest import Manifest
-from tests.cli import run_nnpm
-from tests.concurrency import at_once
 
 pytestmark = pytest.mark.registry_backends("postgres-s3")
 
@@ -60,35 +61,64 @@ def blob_sha256(reg: Registry, digest: str) -> tuple[str, int]:
 
 # -- 20 clients, two replicas ----------------------------------------------------------------------
 
-def test_twenty_clients_on_two_replicas_lose_no_version_and_duplicate_none(replicas, tmp_path: Path) -> None:
-    a, b = replicas
-    # The operator's way (docs/deploy.md): a user made with the CLI, straight in the shared database.
-    out = run_nnpm(tmp_path / "home", "registry", "user", "add", "alice", "--database-url", a.database_url).stdout
-    token = out.strip().splitlines()[-1]
+def twenty_publishers(tmp_path: Path) -> tuple[list, list]:
+    """(distinct, contested): what 20 clients publish, as built packages.
 
+    12 clients publish distinct versions (half of them with a model.onnx of their own, the
+    others all with one and the same blob); 6 publish CONTESTED with identical bytes; 2 publish
+    CONTESTED with bytes of their own.
+    """
     def package(version: str, weights=(1.0, 2.0, 3.0), description: str = "shared") -> object:
-        folder = tmp_path / f"{version}-{description}-{'_'.join(map(str, weights))}"
-        return build(write_small_package(folder, NAME, version, weights, description=description))
+        return build(write_unique_package(tmp_path, NAME, version, weights, description=description))
 
-    # 12 clients publish distinct versions (half of them with a model.onnx of their own, the
-    # others all with one and the same blob); 6 publish CONTESTED with identical bytes; 2 publish
-    # CONTESTED with bytes of their own. Client i talks to replica i % 2.
     distinct = [package(f"1.{i}.0", (float(i), 1.0, 2.0) if i % 2 else (1.0, 2.0, 3.0)) for i in range(12)]
     same = package(CONTESTED)
     others = [package(CONTESTED, (9.0, 9.0, 9.0), "other one"), package(CONTESTED, description="other two")]
-    clients = distinct + [same] * 6 + others
-    assert len(clients) == 20
+    return distinct, [same] * 6 + others
 
+
+def publish_at_once(replicas: tuple[Registry, Registry], token: str, clients: list) -> list[int]:
+    """Client i publishes clients[i] through replica i % 2, all released together; each one's status."""
     def publisher(i: int, built):
         def run() -> int:
-            with RegistryClient((a, b)[i % 2].url, token=token) as client:
+            with RegistryClient(replicas[i % 2].url, token=token) as client:
                 try:
                     return 201 if upload(built.manifest, built.paths, client, progress=False).created else 200
                 except RegistryError as exc:
                     return exc.status or 0
         return run
 
-    statuses = at_once(*[publisher(i, built) for i, built in enumerate(clients)])
+    return at_once(*[publisher(i, built) for i, built in enumerate(clients)])
+
+
+def assert_whole_through_both(replicas: tuple[Registry, Registry], expected: dict[str, Manifest]) -> None:
+    """Every version in `expected` is listed, whole and readable through either replica, with one packument."""
+    digests = {f.sha256: f.size for m in expected.values() for f in m.files}
+    etags = set()
+    for reg in replicas:
+        with reg.client() as c:
+            r = c.get(f"/api/v1/packages/{NAME}")
+            assert r.status_code == 200
+            etags.add(r.headers["etag"])
+            listed = {v["version"]: Manifest.from_dict(v["manifest"]) for v in r.json()["versions"]}
+            assert listed == expected
+        for digest, size in digests.items():
+            assert blob_sha256(reg, digest) == (digest, size)
+    assert len(etags) == 1  # the same packument, byte for byte, from both
+    assert replicas[0].bucket.open_uploads() == []
+    assert set(digests) <= replicas[0].stored_blobs()
+
+
+def test_twenty_clients_on_two_replicas_lose_no_version_and_duplicate_none(replicas, tmp_path: Path) -> None:
+    a, b = replicas
+    # The operator's way (docs/deploy.md): a user made with the CLI, straight in the shared database.
+    out = run_nnpm(tmp_path / "home", "registry", "user", "add", "alice", "--database-url", a.database_url).stdout
+    token = out.strip().splitlines()[-1]
+    distinct, contested_builds = twenty_publishers(tmp_path)
+    clients = distinct + contested_builds
+    assert len(clients) == 20
+
+    statuses = publish_at_once(replicas, token, clients)
 
     assert statuses[:12] == [201] * 12, statuses
     contested = list(zip(clients[12:], statuses[12:]))
@@ -105,22 +135,7 @@ def test_twenty_clients_on_two_replicas_lose_no_version_and_duplicate_none(repli
     assert rows[CONTESTED][1] == hashlib.sha256(winner.manifest.to_json()).hexdigest()
     assert a.query("SELECT count(*) FROM packages") == [(1,)]
     assert a.query("SELECT u.name FROM owners o JOIN users u ON u.id = o.user_id") == [("alice",)]
-
-    # Every committed version is whole and readable through either replica.
-    digests = {f.sha256: f.size for m in expected.values() for f in m.files}
-    etags = set()
-    for reg in (a, b):
-        with reg.client() as c:
-            r = c.get(f"/api/v1/packages/{NAME}")
-            assert r.status_code == 200
-            etags.add(r.headers["etag"])
-            listed = {v["version"]: Manifest.from_dict(v["manifest"]) for v in r.json()["versions"]}
-            assert listed == expected
-        for digest, size in digests.items():
-            assert blob_sha256(reg, digest) == (digest, size)
-    assert len(etags) == 1  # the same packument, byte for byte, from both
-    assert a.bucket.open_uploads() == []
-    assert set(digests) <= a.stored_blobs()
+    assert_whole_through_both(replicas, expected)
 
 
 # -- kill -9 of one replica mid-upload ------------------------------------------------------------
@@ -136,10 +151,10 @@ def big_file(path: Path, mib: int) -> Path:
 def test_kill_9_of_one_replica_mid_upload_the_other_serves_and_the_retry_succeeds(replicas, tmp_path: Path) -> None:
     a, b = replicas
     token = a.add_user("alice")
-    steady = build(write_small_package(tmp_path / "steady", "steady", "1.0.0"))
+    steady = build(write_package(tmp_path / "steady", "steady", "1.0.0"))
     assert a.publish(tmp_path / "steady", token).status_code == 201
-    folder = write_small_package(tmp_path / "big", "big-asset", "1.0.0", weights=(4.0, 5.0, 6.0),
-                                 extra_toml='[files]\ninclude = ["big.bin"]\n')
+    folder = write_package(tmp_path / "big", "big-asset", "1.0.0", weights=(4.0, 5.0, 6.0),
+                           extra_toml='[files]\ninclude = ["big.bin"]\n')
     big = big_file(folder / "big.bin", 100)
     entry = build(folder).manifest.file("big.bin")
     url = f"/api/v1/blobs/sha256:{entry.sha256}"

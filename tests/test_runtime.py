@@ -7,11 +7,11 @@ import tempfile
 import threading
 from pathlib import Path
 
+import modelkit
 import numpy as np
-import onnx
 import onnxruntime as ort
 import pytest
-from onnx import TensorProto, helper
+from packages import write_package
 
 import nnpm
 from examples import digits
@@ -192,17 +192,7 @@ def test_missing_and_unknown_inputs(examples_dir: Path) -> None:
 @pytest.fixture(scope="module")
 def adder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A two-input package: sum = a + b, both [N, 3] float32."""
-    folder = tmp_path_factory.mktemp("adder")
-    graph = helper.make_graph(
-        [helper.make_node("Add", ["a", "b"], ["sum"])], "adder",
-        [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N", 3]) for n in ("a", "b")],
-        [helper.make_tensor_value_info("sum", TensorProto.FLOAT, ["N", 3])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, folder / "model.onnx")
-    (folder / "nnpm.toml").write_text('[package]\nname = "adder"\nversion = "0.1.0"\n\n'
-                                      '[model]\nfile = "model.onnx"\n', encoding="utf-8")
-    return folder
+    return write_package(tmp_path_factory.mktemp("adder"), "adder", "0.1.0", bare=True, model=modelkit.adder())
 
 
 def test_several_inputs_by_keyword_position_or_dict(adder: Path) -> None:

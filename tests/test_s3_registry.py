@@ -17,14 +17,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import ROOT, Registry, _env, write_small_package
+from cli import ROOT, child_env, one_error_line, run_nnpm
 from hostile_server import assert_store_clean
-from s3server import S3Bucket, S3Server, s3_bucket, s3_server  # noqa: F401 - fixtures
+from packages import write_package
+from registry_proc import Registry, run_server_once
+from s3server import S3Bucket, S3Server
 
 from nnpm.client.api import RegistryClient
 from nnpm.errors import RegistryError
 from nnpm.install.store import Store
-from tests.cli import one_error_line, run_nnpm
 
 PREFIX = "nnpm/reg"
 MIB = 1024 * 1024
@@ -104,7 +105,7 @@ def log_mark(reg: Registry) -> int:
 
 def run_models(home: Path, *names: str) -> str:
     proc = subprocess.run([sys.executable, "-c", RUN_MODELS, *names], capture_output=True, text=True, check=False,
-                          env={**_env(), "NNPM_HOME": str(home)}, cwd=ROOT, timeout=120)
+                          env=child_env(NNPM_HOME=str(home)), cwd=ROOT, timeout=120)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
@@ -205,7 +206,7 @@ def test_interrupted_download_resumes_through_a_redirect(world: World, tmp_path:
 # -- a store that lies ---------------------------------------------------------------------------
 
 def test_tampered_object_is_refused_by_the_client_behind_a_redirect(world: World, tmp_path: Path) -> None:
-    folder = write_small_package(tmp_path / "pkg", "tampered", "1.0.0", weights=(4.0, 5.0, 6.0, 7.0))
+    folder = write_package(tmp_path / "pkg", "tampered", "1.0.0", weights=(4.0, 5.0, 6.0, 7.0))
     world.publish(folder, tmp_path / "publisher")
     digest, _ = manifest_files(world.a, "tampered")["model.onnx"]
     original = world.bucket.client.get_object(Bucket=world.bucket.name, Key=world.key(digest))["Body"].read()
@@ -351,19 +352,13 @@ def test_endless_redirects_are_refused() -> None:
 
 # -- configuration -------------------------------------------------------------------------------
 
-def _serve(*args: str, cli: bool = False) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "nnpm", "registry", "serve"] if cli else [sys.executable, "-m", "registry_server"]
-    return subprocess.run([*cmd, *args], capture_output=True, text=True, check=False, env=_env(), cwd=ROOT,
-                          timeout=60)
-
-
 def test_bad_storage_settings_stop_the_server_with_one_line(tmp_path: Path, s3_bucket: S3Bucket) -> None:
     data = ["--data", str(tmp_path / "data"), "--port", "9"]
-    proc = _serve(*data, "--redirect-downloads")
+    proc = run_server_once(*data, "--redirect-downloads")
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
         ("error: --redirect-downloads needs an s3:// storage URL "
          "(blobs in a folder are always served by the registry itself)")]
-    proc = _serve(*data, "--storage-url", "s3://no-such-bucket-anywhere", "--s3-endpoint", s3_bucket.endpoint,
-                  cli=True)
+    proc = run_nnpm(tmp_path / "home", "registry", "serve", *data, "--storage-url", "s3://no-such-bucket-anywhere",
+                    "--s3-endpoint", s3_bucket.endpoint, cwd=ROOT, check=False, timeout=60)
     line = one_error_line(proc)
     assert "no-such-bucket-anywhere" in line and "testing" not in line

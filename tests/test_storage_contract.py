@@ -17,7 +17,7 @@ from pathlib import Path
 import anyio
 import httpx
 import pytest
-from s3server import S3Bucket, s3_bucket, s3_server  # noqa: F401 - fixtures
+from s3server import S3Bucket
 
 from nnpm.errors import ConfigError, IntegrityError, NotFoundError
 from registry_server.settings import ServerSettings

@@ -8,12 +8,13 @@ import json
 import os
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli import nnpm_command, one_error_line, run_nnpm
 from hostile_server import HostileRegistry, assert_store_clean
-from modelkit import linear, package
+from modelkit import linear
+from packages import write_package
 
 from nnpm.author.pack import build
 from nnpm.config import Settings
@@ -21,14 +22,10 @@ from nnpm.errors import IntegrityError
 from nnpm.install.env import LOCK_NAME, Environment
 from nnpm.install.store import Store
 from nnpm.install.transaction import Installer
-from tests.cli import one_error_line, run_nnpm
 
 
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-nnpm = run_nnpm
 
 
 # -- Store --------------------------------------------------------------------------------------------
@@ -167,26 +164,26 @@ def _flip_a_byte(path: Path) -> None:
 def test_cache_verify_finds_a_flipped_byte(tmp_path, small_package):
     home = tmp_path / "home"
     folder = small_package("tiny", weights=tuple(float(i) for i in range(64)))
-    nnpm(home, "install", "-q", str(folder))
-    assert "verified" in nnpm(home, "cache", "verify").stdout
+    run_nnpm(home, "install", "-q", str(folder))
+    assert "verified" in run_nnpm(home, "cache", "verify").stdout
     digest = sha((folder / "model.onnx").read_bytes())
     blob = Store(home / "store").path(digest)
     size = blob.stat().st_size
     _flip_a_byte(blob)
     assert blob.stat().st_size == size
-    line = one_error_line(nnpm(home, "cache", "verify", check=False))
+    line = one_error_line(run_nnpm(home, "cache", "verify", check=False))
     assert digest[:12] in line and "1 corrupt" in line
-    nnpm(home, "cache", "clean", "--corrupt")
+    run_nnpm(home, "cache", "clean", "--corrupt")
     assert not Store(home / "store").has(digest)
-    nnpm(home, "cache", "verify")
+    run_nnpm(home, "cache", "verify")
 
 
 def test_cache_clean_removes_only_blobs_no_environment_uses(tmp_path, small_package):
     home = tmp_path / "home"
     kept = small_package("kept", weights=(1.0, 2.0))
     dropped = small_package("dropped", weights=(3.0, 4.0, 5.0))
-    nnpm(home, "install", "-q", "--env", "a", str(kept))
-    nnpm(home, "install", "-q", "--env", "b", str(dropped))
+    run_nnpm(home, "install", "-q", "--env", "a", str(kept))
+    run_nnpm(home, "install", "-q", "--env", "b", str(dropped))
     store = Store(home / "store")
     lock_a = Environment(home / "envs" / "a", "a").lock()
     used = {p.manifest_sha256 for p in lock_a.packages.values()} | {
@@ -194,29 +191,29 @@ def test_cache_clean_removes_only_blobs_no_environment_uses(tmp_path, small_pack
     dropped_model = sha((dropped / "model.onnx").read_bytes())
     assert store.has(dropped_model)
 
-    nnpm(home, "env", "remove", "b")
+    run_nnpm(home, "env", "remove", "b")
     store.partial_path("f" * 64).write_bytes(b"unfinished download")
-    nnpm(home, "cache", "clean")
+    run_nnpm(home, "cache", "clean")
     assert {d for d, _ in store.blobs()} == used
     assert not store.has(dropped_model)
     assert list((store.root / "partial").iterdir()) == []
-    assert json.loads(nnpm(home, "list", "--json", "--env", "a").stdout)["packages"][0]["name"] == "kept"
+    assert json.loads(run_nnpm(home, "list", "--json", "--env", "a").stdout)["packages"][0]["name"] == "kept"
     Environment(home / "envs" / "a", "a").get("kept").verify()
-    nnpm(home, "cache", "verify")
-    assert "blobs: " in nnpm(home, "cache", "info").stdout
+    run_nnpm(home, "cache", "verify")
+    assert "blobs: " in run_nnpm(home, "cache", "info").stdout
 
 
 def test_cache_clean_removes_the_leftovers_of_a_killed_archive_install(tmp_path, small_package):
     """A `.nnpm` install unpacks into a temp folder under store/v1/tmp; kill -9 leaves it behind."""
     home = tmp_path / "home"
-    nnpm(home, "install", "-q", str(small_package("tiny")))
+    run_nnpm(home, "install", "-q", str(small_package("tiny")))
     leftover = home / "store" / "v1" / "tmp" / "tmpk1ll3d" / "x"
     leftover.mkdir(parents=True)
     (leftover / "model.onnx").write_bytes(b"half an archive")
     (home / "store" / "v1" / "tmp" / ("e" * 64 + ".123")).write_bytes(b"half a copy")
-    nnpm(home, "cache", "clean")
+    run_nnpm(home, "cache", "clean")
     assert list((home / "store" / "v1" / "tmp").iterdir()) == []
-    nnpm(home, "cache", "verify")
+    run_nnpm(home, "cache", "verify")
     Environment(home / "envs" / "default", "default").get("tiny").verify()
 
 
@@ -224,12 +221,12 @@ def test_a_half_removed_environment_does_not_break_env_list_or_the_cache(tmp_pat
     """`nnpm env remove` renames the folder to .NAME.removing, then deletes it; kill -9 in between
     leaves that folder, which is not an environment."""
     home = tmp_path / "home"
-    nnpm(home, "install", "-q", "--env", "work", str(small_package("tiny")))
+    run_nnpm(home, "install", "-q", "--env", "work", str(small_package("tiny")))
     (home / "envs" / ".gone.removing" / "pkgs").mkdir(parents=True)
-    assert "work  (1 packages)" in nnpm(home, "env", "list").stdout
-    assert "removing" not in nnpm(home, "env", "list").stdout
-    nnpm(home, "cache", "info")
-    nnpm(home, "cache", "clean")
+    assert "work  (1 packages)" in run_nnpm(home, "env", "list").stdout
+    assert "removing" not in run_nnpm(home, "env", "list").stdout
+    run_nnpm(home, "cache", "info")
+    run_nnpm(home, "cache", "clean")
     Environment(home / "envs" / "work", "work").get("tiny").verify()
 
 
@@ -237,42 +234,41 @@ def test_a_half_removed_environment_does_not_break_env_list_or_the_cache(tmp_pat
 
 def test_env_create_list_remove(tmp_path, small_package):
     home = tmp_path / "home"
-    assert "created environment work" in nnpm(home, "env", "create", "work").stdout
+    assert "created environment work" in run_nnpm(home, "env", "create", "work").stdout
     assert (home / "envs" / "work" / LOCK_NAME).exists()
-    assert "work  (0 packages)" in nnpm(home, "env", "list").stdout
-    assert "exists already" in one_error_line(nnpm(home, "env", "create", "work", check=False))
+    assert "work  (0 packages)" in run_nnpm(home, "env", "list").stdout
+    assert "exists already" in one_error_line(run_nnpm(home, "env", "create", "work", check=False))
 
-    nnpm(home, "install", "-q", "--env", "work", str(small_package("tiny")))
-    listing = nnpm(home, "env", "list", env_name="work").stdout
+    run_nnpm(home, "install", "-q", "--env", "work", str(small_package("tiny")))
+    listing = run_nnpm(home, "env", "list", env_name="work").stdout
     assert "* work  (1 packages)" in listing
 
-    nnpm(home, "env", "remove", "work")
+    run_nnpm(home, "env", "remove", "work")
     assert not (home / "envs" / "work").exists()
-    assert "work" not in nnpm(home, "env", "list").stdout
+    assert "work" not in run_nnpm(home, "env", "list").stdout
     assert Store(home / "store").usage()[0] > 0, "the store keeps the blobs until 'cache clean'"
-    one_error_line(nnpm(home, "env", "remove", "work", check=False))
+    one_error_line(run_nnpm(home, "env", "remove", "work", check=False))
 
 
 @pytest.mark.parametrize("name", ["../evil", ".hidden", "a/b"])
 def test_env_names_cannot_leave_the_envs_folder(tmp_path, name):
     home = tmp_path / "home"
-    one_error_line(nnpm(home, "env", "create", name, check=False))
+    one_error_line(run_nnpm(home, "env", "create", name, check=False))
     assert not (tmp_path / "evil").exists()
     assert not (home / "envs").exists() or list((home / "envs").iterdir()) == []
 
 
 def test_concurrent_installs_into_one_environment_are_serialised(tmp_path):
     """Two installs at once: the slow one must not overwrite what the fast one recorded."""
-    big = build(package(tmp_path / "pkgs" / "slow-big", linear(1000, 800), name="slow-big"))
-    small = build(package(tmp_path / "pkgs" / "quick-small", linear(4, 3), name="quick-small"))
+    big = build(write_package(tmp_path / "pkgs" / "slow-big", "slow-big", bare=True, model=linear(1000, 800)))
+    small = build(write_package(tmp_path / "pkgs" / "quick-small", "quick-small", bare=True, model=linear(4, 3)))
     home = tmp_path / "home"
     with HostileRegistry([(big.manifest, big.paths), (small.manifest, small.paths)], mode="slow",
                          delay=0.02) as server:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("NNPM_")}
-        env.update(NNPM_HOME=str(home), NNPM_REGISTRY=server.url)
-        procs = [subprocess.Popen([sys.executable, "-m", "nnpm", "install", "-q", name], env=env,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                 for name in ("slow-big", "quick-small")]
+        commands = [nnpm_command(home, "install", "-q", name, registry=server.url)
+                    for name in ("slow-big", "quick-small")]
+        procs = [subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for argv, env in commands]
         outs = [p.communicate(timeout=120) for p in procs]
     for p, (out, err) in zip(procs, outs):
         assert p.returncode == 0, out + err

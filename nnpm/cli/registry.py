@@ -1,4 +1,4 @@
-"""`nnpm registry serve`, `nnpm registry user add` and `nnpm registry gc`: run a self-hosted registry.
+"""`nnpm registry serve`, `nnpm registry user add|list` and `nnpm registry gc`: run a self-hosted registry.
 
 The options are defined once, in registry_server/options.py, and parsed there: these
 commands hand their arguments on. FastAPI, uvicorn and SQLAlchemy load only inside them.
@@ -44,6 +44,16 @@ def user_add(ctx: typer.Context) -> None:
     token = add_user(settings.database_url, args.name)
     typer.echo(f"new API token for {args.name!r} (stored hashed; it is shown only now):")
     typer.echo(token)
+
+
+@user_app.command("list", context_settings=_PASS_THROUGH, add_help_option=False)
+def user_list(ctx: typer.Context) -> None:
+    """List the users, how many tokens each holds and when one was last used ([--data DIR] [--database-url URL])."""
+    from registry_server.users import main
+
+    code = main(ctx.args, prog="nnpm registry user list")
+    if code:
+        raise typer.Exit(code)
 
 
 @registry_app.command(context_settings=_PASS_THROUGH, add_help_option=False)

@@ -2,7 +2,9 @@
 
 Users hold hashed API tokens; a Package (canonical PEP 503 name) has Owners and
 Releases; a Release keeps the canonical manifest bytes it was published with, never
-changed, only yanked, and its README as HTML, rendered once at publish. A Blob row says
+changed, only yanked, its README as HTML, rendered once at publish, and (pipelines) the
+signature their wiring gave at publish. A Token shows a short prefix of itself and when
+it was last used, never more. A Blob row says
 who uploaded a stored blob (upload quotas) and when an upload or a publish last needed
 it (garbage collection). User names are unique case-insensitively. The schema is
 Alembic's (`registry_server/db/migrations/`); the engine and sessions are in
@@ -53,6 +55,8 @@ class Token(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), nullable=False, index=True)
     token_sha256: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+    prefix: Mapped[str | None] = mapped_column(String(16), nullable=True)  # "nnpm_Xq3a": shown, not secret
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)  # to the minute
     user: Mapped[User] = relationship()
 
 
@@ -91,6 +95,7 @@ class Release(Base):
     yanked_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     published_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
     readme_html: Mapped[str | None] = mapped_column(Text, nullable=True)  # rendered at publish; NULL: not rendered
+    signature_json: Mapped[str | None] = mapped_column(Text, nullable=True)  # a pipeline's, from its wiring at publish
     package: Mapped[Package] = relationship()
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from sqlalchemy.orm import Session
@@ -13,6 +13,7 @@ from nnpm.errors import ManifestError, NotFoundError, RegistryError, TooLargeErr
 from nnpm.format.fields import is_digest
 from registry_server.db.tables import User
 from registry_server.error_responses import error_response
+from registry_server.headers import content_disposition
 from registry_server.routes.deps import body_stream, current_user, get_session, get_settings, get_store
 from registry_server.services.blobs import record_stored, release, reserve
 from registry_server.settings import ServerSettings
@@ -84,8 +85,9 @@ def head_blob(ref: str, store: BlobStore = Depends(get_store)) -> Response:
                        304: {"description": "not modified"},
                        307: {"description": "fetch it from the short-lived URL in Location (--redirect-downloads)"},
                        404: {"description": "not stored"}, 416: {"description": "range not satisfiable"}})
-def get_blob(ref: str, request: Request, store: BlobStore = Depends(get_store),
-             settings: ServerSettings = Depends(get_settings)) -> Response:
+def get_blob(ref: str, request: Request, filename: str | None = Query(
+                 None, max_length=1000, description="download as an attachment with this name (sanitised)"),
+             store: BlobStore = Depends(get_store), settings: ServerSettings = Depends(get_settings)) -> Response:
     digest = parse_ref(ref)
     size = store.size(digest)
     if size is None:
@@ -93,7 +95,10 @@ def get_blob(ref: str, request: Request, store: BlobStore = Depends(get_store),
     headers = _headers(digest)
     if _etag_matches(request.headers.get("if-none-match"), headers["ETag"]):
         return Response(status_code=304, headers=headers)
-    if settings.redirect_downloads and (url := store.download_url(digest)):
+    disposition = content_disposition(filename, digest) if filename is not None else None
+    if disposition:
+        headers["Content-Disposition"] = disposition
+    if settings.redirect_downloads and (url := store.download_url(digest, disposition=disposition)):
         # The bytes come from the store itself; the client re-sends Range there and checks the sha256.
         return Response(status_code=307, headers={"Location": url, "Cache-Control": "no-store"})
     rng = parse_range(request.headers.get("range"), size)

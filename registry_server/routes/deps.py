@@ -1,4 +1,4 @@
-"""Request-scoped dependencies: settings, blob store, one database session, the bearer's user; request bodies.
+"""Request-scoped dependencies: settings, blob store, one database session, the bearer's token and user; bodies.
 
 `get_settings` and `get_store` are coroutines, so they cost no worker thread.
 """
@@ -13,8 +13,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from nnpm.errors import RegistryError, UnauthenticatedError
-from registry_server.db.tables import User
-from registry_server.services.auth import user_for_token
+from registry_server.db.tables import Token, User
+from registry_server.services.auth import token_for
 from registry_server.settings import ServerSettings
 from registry_server.storage.base import BlobStore
 
@@ -52,15 +52,20 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
 
 
-def current_user(creds: HTTPAuthorizationCredentials | None = Depends(bearer),
-                 session: Session = Depends(get_session)) -> User:
-    """The user behind `Authorization: Bearer <token>`, or 401."""
+def current_token(creds: HTTPAuthorizationCredentials | None = Depends(bearer),
+                  session: Session = Depends(get_session)) -> Token:
+    """The stored token behind `Authorization: Bearer <token>` (its user loaded), or 401."""
     if creds is None or not creds.credentials:
         raise UnauthenticatedError("this call needs an API token",
                         hint="send 'Authorization: Bearer <token>'; an operator makes one with "
                              "'nnpm registry user add NAME'")
-    user = user_for_token(session, creds.credentials)
-    if user is None:
+    token = token_for(session, creds.credentials)
+    if token is None:
         raise UnauthenticatedError("the API token is not valid",
                         hint="check the token, or ask the registry operator for a new one")
-    return user
+    return token
+
+
+def current_user(token: Token = Depends(current_token)) -> User:
+    """The user behind `Authorization: Bearer <token>`, or 401."""
+    return token.user

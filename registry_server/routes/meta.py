@@ -7,6 +7,7 @@ busy the thread pool is. `/ready` names what is wrong without details (they go t
 from __future__ import annotations
 
 import logging
+from typing import Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -17,7 +18,7 @@ from nnpm._version import __version__
 from registry_server.db.tables import User
 from registry_server.error_responses import error_response
 from registry_server.routes.deps import current_user, get_session
-from registry_server.services import catalog
+from registry_server.services import search as packages_search
 
 router = APIRouter(prefix="/api/v1")
 log = logging.getLogger("registry_server")
@@ -52,7 +53,11 @@ def whoami(user: User = Depends(current_user)) -> dict:
     return {"user": user.name}
 
 
-@router.get("/search", tags=["packages"], summary="Search names, descriptions and tags")
+@router.get("/search", tags=["packages"], summary="Search names, descriptions and tags",
+            description="`total` counts every match; `results` holds at most `limit` of them, from `offset`.")
 def search(q: str = Query("", max_length=200), limit: int = Query(50, ge=1, le=1000),
+           offset: int = Query(0, ge=0, le=1_000_000),
+           sort: Literal["relevance", "name", "recent"] = Query("relevance"),
            session: Session = Depends(get_session)) -> dict:
-    return {"results": catalog.search(session, q, limit)}
+    results, total = packages_search.search(session, q, limit, offset, sort)
+    return {"results": results, "total": total}

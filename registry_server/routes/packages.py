@@ -1,18 +1,20 @@
-"""`/api/v1/packages/...`: packuments, versions, publish, yank and owners; thin shells over the services."""
+"""`/api/v1/packages/...`: packuments, versions, archives, publish, yank and owners; thin shells over the services."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from registry_server.db.tables import User
+from registry_server.headers import content_disposition
 from registry_server.routes.deps import body_stream, current_user, get_session, get_settings, get_store
-from registry_server.services import catalog
-from registry_server.services.owners import add_owner, require_owner, set_yanked
+from registry_server.services import archive, catalog
+from registry_server.services.owners import add_owner, remove_owner, require_owner, set_yanked
 from registry_server.services.publish import publish_version, read_body
+from registry_server.services.workers import WorkerPool
 from registry_server.settings import ServerSettings
 from registry_server.storage.base import BlobStore
 
@@ -62,10 +64,35 @@ def put_owner(name: str, user_name: str, user: User = Depends(current_user),
     return {"owners": catalog.owners_of(session, pkg)}
 
 
+@router.delete("/packages/{name}/owners/{user_name}", tags=["owners"],
+               summary="Remove an owner (owners only; never the last one)",
+               responses={404: {"description": "no such package or user, or the user is not an owner"},
+                          409: {"description": "the user is the package's last owner"}})
+def delete_owner(name: str, user_name: str, user: User = Depends(current_user),
+                 session: Session = Depends(get_session)) -> dict:
+    pkg = catalog.require_package(session, catalog.url_name(name))
+    require_owner(session, pkg, user)
+    remove_owner(session, pkg, user_name)
+    return {"owners": catalog.owners_of(session, pkg)}
+
+
 @router.get("/packages/{name}/{version}", tags=["packages"], summary="One version's full manifest")
 def get_version(name: str, version: str, session: Session = Depends(get_session)) -> dict:
     name = catalog.url_name(name)
     return catalog.version_view(catalog.require_version(session, name, catalog.url_version(version)), name)
+
+
+@router.get("/packages/{name}/{version}/archive", tags=["packages"], response_class=Response,
+            summary="The version as a .nnpm archive: the bytes `nnpm pack` writes, streamed from the blob store",
+            responses={200: {"content": {"application/x-tar": {}}}, 404: {"description": "no such version"}})
+def get_archive(name: str, version: str, session: Session = Depends(get_session),
+                store: BlobStore = Depends(get_store)) -> Response:
+    name = catalog.url_name(name)
+    row = catalog.require_version(session, name, catalog.url_version(version))
+    length, chunks = archive.stream(catalog.manifest_of(row), store)
+    file = f"{name}-{row.version}.nnpm"
+    return StreamingResponse(chunks, media_type="application/x-tar", headers={
+        "Content-Length": str(length), "Content-Disposition": content_disposition(file, file)})
 
 
 @router.put("/packages/{name}/{version}", tags=["packages"], openapi_extra=_MANIFEST_BODY, status_code=201,
@@ -81,13 +108,14 @@ async def put_version(name: str, version: str, request: Request, user: User = De
         body = await read_body(body_stream(request, settings.body_timeout), request.headers.get("content-length"),
                                settings.max_manifest_size, "manifest")
         async with limiter.worker():  # waits on the event loop: no thread is held while queued
-            status, view = await run_in_threadpool(_publish, session, store, settings, user, name, version, body)
+            status, view = await run_in_threadpool(_publish, session, store, settings, user, name, version, body,
+                                                   request.app.state.validators)
     return JSONResponse(view, status_code=status)
 
 
 def _publish(session: Session, store: BlobStore, settings: ServerSettings, user: User, name: str, version: str,
-             body: bytes) -> tuple[int, dict]:
-    status, row = publish_version(session, store, settings, user, name, version, body)
+             body: bytes, workers: WorkerPool) -> tuple[int, dict]:
+    status, row = publish_version(session, store, settings, user, name, version, body, workers=workers)
     return status, catalog.version_view(row, name)
 
 

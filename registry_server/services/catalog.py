@@ -1,4 +1,4 @@
-"""Reading the catalog: packages, versions, packuments, search. No writes here.
+"""Reading the catalog: packages, versions, packuments (search: services/search.py). No writes here.
 
 A stored manifest never changes, so it is parsed once per process (`manifest_of`, an LRU
 keyed by its sha256), and a packument body is built once per state of its package's rows
@@ -11,7 +11,7 @@ import hashlib
 import json
 
 from packaging.version import Version
-from sqlalchemy import bindparam, or_, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, defer
 
@@ -96,15 +96,23 @@ def manifest_of(row: Release) -> Manifest:
 
 
 def version_view(row: Release, name: str) -> dict:
-    """`{"name","version","yanked","yanked_reason","published_at","manifest"}`."""
-    return {
+    """`{"name","version","yanked","yanked_reason","published_at","manifest"}`, and for a pipeline `"signature"`.
+
+    A pipeline's `signature` is the one its wiring gave at publish (`Signature.to_dict()`
+    form), or null when it was published before the registry stored it. Models have no
+    such key: their signature is in the manifest."""
+    manifest = json.loads(row.manifest_json)
+    view = {
         "name": name,
         "version": row.version,
         "yanked": row.yanked,
         "yanked_reason": row.yanked_reason,
         "published_at": iso(row.published_at),
-        "manifest": json.loads(row.manifest_json),
+        "manifest": manifest,
     }
+    if isinstance(manifest, dict) and "pipeline" in manifest:
+        view["signature"] = json.loads(row.signature_json) if row.signature_json else None
+    return view
 
 
 # The hottest read: prepared queries for the columns the packument shows, and no ORM objects.
@@ -112,7 +120,7 @@ def version_view(row: Release, name: str) -> dict:
 _PACKUMENT_STATE = (select(Release.version, Release.yanked, Release.yanked_reason, Release.published_at,
                            Release.manifest_sha256)
                     .join(Package, Release.package_id == Package.id).where(Package.name == bindparam("name")))
-_PACKUMENT_MANIFESTS = (select(Release.manifest_sha256, Release.manifest_json)
+_PACKUMENT_MANIFESTS = (select(Release.manifest_sha256, Release.manifest_json, Release.signature_json)
                         .join(Package, Release.package_id == Package.id).where(Package.name == bindparam("name")))
 
 
@@ -129,57 +137,35 @@ def packument(conn: Connection | Session, name: str) -> tuple[bytes, str]:
     cached = PACKUMENTS.get(state)
     if cached is not None:
         return cached
-    manifests = dict(conn.execute(_PACKUMENT_MANIFESTS, {"name": name}).all())
-    body = wire.Packument.of(name, [
-        wire.Release(name, Version(version), json.loads(manifests[sha]), yanked, reason, published)
-        for version, yanked, reason, published, sha in state[1]]).to_json()
+    stored = {sha: (manifest, signature) for sha, manifest, signature in
+              conn.execute(_PACKUMENT_MANIFESTS, {"name": name}).all()}
+    doc = wire.Packument.of(name, [
+        wire.Release(name, Version(version), json.loads(stored[sha][0]), yanked, reason, published,
+                     json.loads(stored[sha][1]) if stored[sha][1] else None)
+        for version, yanked, reason, published, sha in state[1]])
+    body = _packument_bytes(doc)
     answer = body, '"' + hashlib.sha256(body).hexdigest() + '"'
     PACKUMENTS.put(state, answer, len(body))
     return answer
+
+
+def _packument_bytes(doc: wire.Packument) -> bytes:
+    """`Packument.to_json()`'s canonical bytes, with `"signature": null` in a pipeline's entry that has none stored.
+
+    A signature is fixed at publish, like the manifest, so the state that keys the cache
+    (manifest digests among it) decides it too."""
+    top = doc.latest
+    entries = []
+    for release in doc.releases:
+        entry = release.to_dict()
+        if "pipeline" in release.manifest_data:
+            entry.setdefault("signature", None)
+        entries.append(entry)
+    body = {"name": doc.name, "latest": str(top.version) if top else None, "versions": entries}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def owners_of(session: Session, package: Package) -> list[str]:
     """Owner names, sorted."""
     return sorted(session.scalars(select(User.name).join(Owner, Owner.user_id == User.id)
                                   .where(Owner.package_id == package.id)).all())
-
-
-def _like(text: str) -> str:
-    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-
-
-def search(session: Session, q: str, limit: int) -> list[dict]:
-    """Packages whose name, description or tags contain `q` (case-insensitive), best name match first."""
-    q = "".join(ch for ch in q if ch.isprintable()).strip()
-    stmt = select(Package.id, Package.name).join(Release, Release.package_id == Package.id).distinct()
-    if q:
-        needles = {q.lower(), "-".join(q.lower().replace("_", "-").replace(".", "-").split())}
-        conds = []
-        for needle in needles:
-            pattern = _like(needle)
-            conds += [Package.name.ilike(pattern, escape="\\"), Release.description.ilike(pattern, escape="\\"),
-                      Release.tags.ilike(pattern, escape="\\")]
-        stmt = stmt.where(or_(*conds))
-    else:
-        stmt = stmt.order_by(Package.name).limit(limit)
-    found = session.execute(stmt).all()
-
-    def rank(item: tuple[int, str]) -> tuple[int, str]:
-        name = item[1]
-        lowered = q.lower()
-        return (0 if name == lowered else 1 if name.startswith(lowered) else 2 if lowered in name else 3, name)
-
-    chosen = sorted(found, key=rank)[:limit]
-    by_package: dict[int, list] = {}
-    if chosen:  # the columns search shows, for every chosen package at once (no manifests)
-        for row in session.execute(select(Release.package_id, Release.version, Release.yanked, Release.description,
-                                          Release.tags).where(Release.package_id.in_([p for p, _ in chosen]))):
-            by_package.setdefault(row.package_id, []).append(row)
-    results = []
-    for pkg_id, name in chosen:
-        top = latest(by_package.get(pkg_id, []))
-        if top is None:
-            continue
-        results.append({"name": name, "version": top.version, "description": top.description,
-                        "tags": [t for t in top.tags.split("\n") if t]})
-    return results

@@ -22,6 +22,7 @@ import json
 import logging
 import re
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from packaging.version import Version
 from sqlalchemy import update
@@ -34,18 +35,21 @@ from nnpm.errors import (
     IntegrityError,
     ManifestError,
     NotFoundError,
-    PipelineError,
     RegistryError,
     TooLargeError,
 )
-from nnpm.format.manifest import MANIFEST_NAME, Manifest
+from nnpm.format.manifest import MANIFEST_NAME, Manifest, Signature
 from registry_server.db.tables import Owner, Package, Release, User, version_key
 from registry_server.services.blobs import claim_for_publish
-from registry_server.services.catalog import find_package, find_version, manifest_of, versions_of
+from registry_server.services.catalog import find_package, find_version, manifest_of
 from registry_server.services.owners import is_owner
+from registry_server.services.pipelines import signature_json, wiring_signature
 from registry_server.services.readme import readme_text, render_bounded
 from registry_server.settings import ServerSettings
 from registry_server.storage.base import BlobStore
+
+if TYPE_CHECKING:
+    from registry_server.services.workers import WorkerPool
 
 log = logging.getLogger("registry_server")
 MAX_VERSION_LENGTH = 100  # versions.version is VARCHAR(100)
@@ -111,24 +115,33 @@ def check_blobs(manifest: Manifest, store: BlobStore) -> None:
                                  f"but blob sha256:{f.sha256} holds {size}")
 
 
-def check_wiring(session: Session, manifest: Manifest) -> None:
-    """A pipeline's steps must resolve on this registry and wire together: else 422 invalid_pipeline."""
-    from nnpm.format.wiring import check_pipeline
+def check_wiring(session: Session, manifest: Manifest) -> Signature | None:
+    """A pipeline's steps must resolve on this registry and wire together: its signature, else 422 invalid_pipeline."""
+    return wiring_signature(session, manifest)
 
-    def newest(step: str, spec) -> Manifest:
-        pkg = find_package(session, step)
-        rows = [r for r in versions_of(session, pkg) if not r.yanked and spec.contains(r.version)] if pkg else []
-        if not rows:
-            raise PipelineError(f"step {step}{spec} has no published version on this registry",
-                                hint="publish the pipeline's steps before the pipeline")
-        return manifest_of(rows[-1])
 
-    check_pipeline(manifest.project, newest)
+def _check_contents(session: Session, store: BlobStore, settings: ServerSettings, manifest: Manifest,
+                    workers: WorkerPool | None) -> Signature | None:
+    """A model's graph re-read by a worker; a pipeline's wiring checked (its signature returned)."""
+    if manifest.project.model is not None:
+        from registry_server.services.validate import check_model
+
+        if workers is None:
+            check_model(manifest, store, settings)
+        else:
+            check_model(manifest, store, settings, workers=workers)
+        return None
+    signature = check_wiring(session, manifest)
+    session.commit()  # end the read transaction of the wiring check
+    return signature
 
 
 def publish(session: Session, store: BlobStore, settings: ServerSettings, user: User,
-            name: str, version: str, body: bytes) -> tuple[int, Release]:
-    """Validate and commit one version; (201, row) when created, (200, row) for an identical retry."""
+            name: str, version: str, body: bytes, *, workers: WorkerPool | None = None) -> tuple[int, Release]:
+    """Validate and commit one version; (201, row) when created, (200, row) for an identical retry.
+
+    `workers`: the pool of pre-started model-reading workers (services/workers.py); without
+    one, a worker process is started for this publish alone."""
     manifest = parse_manifest(body, settings)
     if manifest.name != name:
         raise ManifestError(f"the manifest is for package {manifest.name!r}, not {name!r}", key="package.name",
@@ -152,12 +165,7 @@ def publish(session: Session, store: BlobStore, settings: ServerSettings, user: 
     session.commit()  # end the read transaction: no connection waits on the blob store or the worker
     claim_for_publish(session, manifest, store)
     check_blobs(manifest, store)
-    if manifest.project.model is not None:
-        from registry_server.services.validate import check_model
-
-        check_model(manifest, store, settings)
-    else:
-        check_wiring(session, manifest)
+    signature = _check_contents(session, store, settings, manifest, workers)
 
     for _ in range(3):  # a lost race on the package or version row is settled by re-reading
         try:
@@ -171,7 +179,7 @@ def publish(session: Session, store: BlobStore, settings: ServerSettings, user: 
                 session.flush()  # on PostgreSQL this waits for a concurrent creator of the name to finish
                 session.add(Owner(package_id=pkg.id, user_id=user.id))
             row = _version_row(manifest, version, canonical, digest)
-            row.package_id = pkg.id
+            row.package_id, row.signature_json = pkg.id, signature_json(signature)
             session.add(row)
             session.commit()
             return 201, row
@@ -184,9 +192,10 @@ def publish(session: Session, store: BlobStore, settings: ServerSettings, user: 
 
 
 def publish_version(session: Session, store: BlobStore, settings: ServerSettings, user: User,
-                    name: str, version: str, body: bytes) -> tuple[int, Release]:
+                    name: str, version: str, body: bytes, *,
+                    workers: WorkerPool | None = None) -> tuple[int, Release]:
     """`publish`, then the version's README rendered once and stored with it (when that is not done yet)."""
-    status, row = publish(session, store, settings, user, name, version, body)
+    status, row = publish(session, store, settings, user, name, version, body, workers=workers)
     if row.readme_html is None:
         try:
             store_readme(session, store, settings, row)

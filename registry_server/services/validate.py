@@ -13,6 +13,13 @@ JSON line: `{"ok": {...}}` or `{"error": CODE, "detail": ...}`. A worker that cr
 runs out of memory or out of time is an `invalid_model` error, never a server failure.
 Its messages never name the scratch folder. How many workers run at once is decided by
 the caller (registry_server.services.limiter, in front of the whole publish).
+
+With `--serve`, the same worker starts ahead of time for services/workers.py: it sets its
+limits, imports onnx, says `{"ready": true}`, then answers up to `--jobs` job lines
+(`{"root": ..., "file": ...}` on stdin, one JSON answer each on stdout), with a fresh CPU
+allowance per job. Tests make a worker fail on purpose with `NNPM_TEST_VALIDATE_FAULT`
+(`crash`: SIGKILL itself, `hang`: sleep, `oom`: allocate past its memory limit), read
+when it starts, at its first job; nothing else reads it.
 """
 
 from __future__ import annotations
@@ -33,8 +40,11 @@ from registry_server.services.scratch import Scratch, worker_files
 _ROOT = Path(__file__).resolve().parent.parent.parent  # the folder holding registry_server/
 
 
-def check_model(manifest: Manifest, store: Any, settings: Any) -> None:
-    """Refuse (422) a model package whose graph does not say what its manifest says."""
+def check_model(manifest: Manifest, store: Any, settings: Any, *, workers: Any = None) -> None:
+    """Refuse (422) a model package whose graph does not say what its manifest says.
+
+    `workers`: a services.workers.WorkerPool of pre-started workers; without one, a worker is
+    started for this check alone."""
     assert manifest.project.model is not None
     settings.tmp_dir.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="validate-", dir=settings.tmp_dir))
@@ -42,8 +52,11 @@ def check_model(manifest: Manifest, store: Any, settings: Any) -> None:
         scratch = Scratch(workdir, store, settings.validate_scratch)
         for f in worker_files(manifest):
             scratch.add(f)
-        info = run_worker(workdir, manifest.project.model.file,
-                          timeout=settings.validate_timeout, memory=settings.validate_memory)
+        if workers is not None:
+            info = workers.run(workdir, manifest.project.model.file, timeout=settings.validate_timeout)
+        else:
+            info = run_worker(workdir, manifest.project.model.file,
+                              timeout=settings.validate_timeout, memory=settings.validate_memory)
     except PackageSafetyError as exc:
         raise _explained(exc, manifest) from None
     finally:
@@ -72,29 +85,55 @@ def scrub(text: str, root: Path) -> str:
     return text
 
 
-def run_worker(root: Path, model_file: str, *, timeout: float, memory: int) -> dict:
-    """Run the worker on `root/model_file`; its ModelInfo as JSON, or the error it reported."""
+def worker_env() -> dict[str, str]:
+    """The environment of a worker: this one, with the server's code importable and one OpenMP thread."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(_ROOT), *filter(None, [env.get("PYTHONPATH")])])
     env.setdefault("OMP_NUM_THREADS", "1")
-    # -P: never put the working folder on sys.path, and run outside the package's folder,
-    # so a package file named like a module (onnx.py, nnpm/...) can never be imported.
-    cmd = [sys.executable, "-P", "-m", "registry_server.services.validate", str(root), model_file,
-           "--memory", str(int(memory)), "--cpu", str(max(1, int(timeout) + 1))]
+    return env
+
+
+def worker_command(*args: str) -> list[str]:
+    """`python -P -m registry_server.services.validate ARGS`.
+
+    -P: never put the working folder on sys.path; workers also run outside the package's
+    folder, so a package file named like a module (onnx.py, nnpm/...) can never be imported."""
+    return [sys.executable, "-P", "-m", "registry_server.services.validate", *args]
+
+
+def cpu_seconds(timeout: float) -> int:
+    """The RLIMIT_CPU of one check: a second more than its wall-clock limit."""
+    return max(1, int(timeout) + 1)
+
+
+def timed_out(model_file: str, timeout: float) -> ModelError:
+    """The error of a worker killed at its wall-clock limit."""
+    return ModelError(f"reading {model_file!r} took longer than the registry's {timeout:g} s limit",
+                      hint="the graph may be too large for this registry; ask its operator")
+
+
+def run_worker(root: Path, model_file: str, *, timeout: float, memory: int) -> dict:
+    """Run a worker for this one check on `root/model_file`; its ModelInfo as JSON, or the error it reported."""
+    cmd = worker_command(str(root), model_file, "--memory", str(int(memory)), "--cpu", str(cpu_seconds(timeout)))
     try:
         proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout,
-                              env=env, cwd=root.parent)
+                              env=worker_env(), cwd=root.parent)
     except subprocess.TimeoutExpired:
-        raise ModelError(f"reading {model_file!r} took longer than the registry's {timeout:g} s limit",
-                         hint="the graph may be too large for this registry; ask its operator") from None
+        raise timed_out(model_file, timeout) from None
     last = proc.stdout.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
+    return interpret(last[0], proc.returncode, root, model_file)
+
+
+def interpret(line: str, returncode: int | None, root: Path, model_file: str) -> dict:
+    """A worker's answer line (and how it ended: None while it runs on) → its ModelInfo, or the error to raise."""
     try:
-        answer = json.loads(last[0])
+        answer = json.loads(line)
     except ValueError:
         answer = None
-    if not isinstance(answer, dict) or proc.returncode != 0 and "error" not in answer:
+    if not isinstance(answer, dict) or ("error" not in answer and "ok" not in answer) or \
+            returncode and "error" not in answer:
         raise ModelError(f"{model_file!r} could not be read within the registry's limits "
-                         f"({_exit_text(proc.returncode)})",
+                         f"({_exit_text(returncode or 0)})",
                          hint="the graph may be too large or malformed")
     if "error" in answer:
         cls = error_for_code(str(answer.get("error")))
@@ -158,42 +197,96 @@ def _short(value: Any, limit: int = 200) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
-def _limit_self(memory: int, cpu: int) -> None:
+def _limit_self(memory: int, cpu: int, cpu_hard: int | None = None) -> None:
     import resource
 
     resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu_hard if cpu_hard is not None else cpu + 1))
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Worker entry point: limits first, then read the model, print one JSON line."""
-    import argparse
+def _fault(memory: int) -> None:
+    """Tests only (NNPM_TEST_VALIDATE_FAULT, read at start): fail this job the way asked."""
+    fault = _FAULT
+    if fault == "crash":
+        import signal
 
-    parser = argparse.ArgumentParser(prog="python -m registry_server.services.validate")
-    parser.add_argument("root", type=Path)
-    parser.add_argument("model_file")
-    parser.add_argument("--memory", type=int, required=True)
-    parser.add_argument("--cpu", type=int, required=True)
-    args = parser.parse_args(argv)
-    _limit_self(args.memory, args.cpu)
+        os.kill(os.getpid(), signal.SIGKILL)
+    elif fault == "hang":
+        import time
+
+        time.sleep(3600)
+    elif fault == "oom":
+        bytearray(2 * memory)
+
+
+_FAULT = os.environ.get("NNPM_TEST_VALIDATE_FAULT")
+
+
+def read(root: Path, model_file: str, memory: int) -> dict:
+    """One check inside a worker: `{"ok": ModelInfo as JSON}` or `{"error", "detail", "hint"}`."""
     try:
+        _fault(memory)
         from nnpm.format.onnxinfo import read_model
 
-        info = read_model(args.root, args.model_file, allow_hardlinks=True)   # also refuses custom-op domains
+        info = read_model(root, model_file, allow_hardlinks=True)   # also refuses custom-op domains
     except NnpmError as exc:
-        print(json.dumps({"error": exc.code, "detail": exc.message, "hint": exc.hint}))
-        return 1
+        return {"error": exc.code, "detail": exc.message, "hint": exc.hint}
     except MemoryError:
-        print(json.dumps({"error": ModelError.code, "detail": "the model needs more memory than the registry allows"}))
-        return 1
-    print(json.dumps({"ok": {
+        return {"error": ModelError.code, "detail": "the model needs more memory than the registry allows"}
+    return {"ok": {
         "signature": info.signature.to_dict(),
         "opsets": info.opsets,
         "ir_version": info.ir_version,
         "params": info.params,
         "external_files": list(info.external_files),
-    }}))
+    }}
+
+
+def serve(memory: int, cpu: int, jobs: int) -> int:
+    """A pre-started worker: limits, onnx imported, `{"ready": true}`, then up to `jobs` job lines answered."""
+    import resource
+
+    answers = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
+    os.dup2(2, 1)  # whatever else writes to stdout (a library, a warning) cannot garble the answers
+    hard = cpu * (jobs + 1) + 1
+    _limit_self(memory, cpu, hard)  # the start-up (importing onnx) gets one job's CPU time too
+    import onnx  # noqa: F401 - the point of starting early
+
+    from nnpm.format import onnxinfo  # noqa: F401
+
+    answers.write('{"ready": true}\n')
+    for _ in range(jobs):
+        line = sys.stdin.readline()
+        if not line:
+            return 0
+        job = json.loads(line)
+        used = resource.getrusage(resource.RUSAGE_SELF)
+        soft = min(hard, int(used.ru_utime + used.ru_stime) + 1 + cpu)
+        resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
+        answers.write(json.dumps(read(Path(job["root"]), job["file"], memory)) + "\n")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Worker entry point: limits first, then read the model, print one JSON line (or, with --serve, many)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m registry_server.services.validate")
+    parser.add_argument("root", type=Path, nargs="?")
+    parser.add_argument("model_file", nargs="?")
+    parser.add_argument("--memory", type=int, required=True)
+    parser.add_argument("--cpu", type=int, required=True)
+    parser.add_argument("--serve", action="store_true", help="start now, then answer job lines from stdin")
+    parser.add_argument("--jobs", type=int, default=1, help="with --serve: answer at most this many, then exit")
+    args = parser.parse_args(argv)
+    if args.serve:
+        return serve(args.memory, args.cpu, max(1, args.jobs))
+    if args.root is None or args.model_file is None:
+        parser.error("ROOT and MODEL_FILE are needed without --serve")
+    _limit_self(args.memory, args.cpu)
+    answer = read(args.root, args.model_file, args.memory)
+    print(json.dumps(answer))
+    return 1 if "error" in answer else 0
 
 
 if __name__ == "__main__":

@@ -107,8 +107,10 @@ class BlobStore(ABC):
     def check(self) -> None:
         """Raise ConfigError when the store cannot be used at all (called once, at start-up)."""
 
-    def download_url(self, digest: str) -> str | None:
-        """A short-lived URL a client may fetch the blob from directly, or None when the store has none."""
+    def download_url(self, digest: str, *, disposition: str | None = None) -> str | None:
+        """A short-lived URL a client may fetch the blob from directly, or None when the store has none.
+
+        `disposition`: the Content-Disposition the store should answer with (a named download)."""
         return None
 
     def sweep(self, older_than: float = STALE_UPLOAD_AFTER) -> int:

@@ -180,11 +180,12 @@ class S3BlobStore(BlobStore):
         with _mapped("delete a blob"):
             self.client.delete_object(Bucket=self.bucket, Key=self.key(digest))
 
-    def download_url(self, digest: str) -> str | None:
+    def download_url(self, digest: str, *, disposition: str | None = None) -> str | None:
+        params = {"Bucket": self.bucket, "Key": self.key(digest)}
+        if disposition:
+            params["ResponseContentDisposition"] = disposition
         with _mapped("sign a download URL"):
-            return self.client.generate_presigned_url(
-                "get_object", Params={"Bucket": self.bucket, "Key": self.key(digest)},
-                ExpiresIn=DOWNLOAD_URL_SECONDS)
+            return self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=DOWNLOAD_URL_SECONDS)
 
     # -- writes ----------------------------------------------------------------------------------
     async def put(self, digest: str, chunks: AsyncIterator[bytes], *, size: int) -> bool:
