@@ -219,12 +219,14 @@ def test_calls_use_the_protocol_paths_and_bodies() -> None:
         c.unyank("resnet18", "1.0.0")
         assert c.owners("resnet18") == ["alice", "bob"]
         assert c.add_owner("resnet18", "bob") == ["alice", "bob"]
-        assert c.search("image net", limit=5) == [{"name": "resnet18"}]
+        assert c.search("image net", limit=5) == ([{"name": "resnet18"}], 1)   # no total sent: the results shown
+        assert c.remove_owner("resnet18", "bob") == ["alice", "bob"]
     assert seen[0][:2] == ("GET", "/api/v1/whoami")
     assert seen[1] == ("POST", "/api/v1/packages/resnet18/1.0/yank", b'{"reason": "broken weights"}')
     assert seen[2][:2] == ("DELETE", "/api/v1/packages/resnet18/1.0.0/yank")
     assert seen[4][:2] == ("PUT", "/api/v1/packages/resnet18/owners/bob")
     assert seen[5][:2] == ("GET", "/api/v1/search?q=image+net&limit=5")
+    assert seen[6][:2] == ("DELETE", "/api/v1/packages/resnet18/owners/bob")
 
 
 def test_put_manifest_returns_status_and_sends_canonical_json() -> None:

@@ -6,16 +6,21 @@ Also the CLI seam: an OSError is one `error:` line, never a traceback.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
+from cli import one_error_line, run_nnpm
 
 from nnpm import errors as E
 from nnpm.client.httperrors import SERVER_CODES, error_for_response
+
+
+def _nnpm(home: Path, *args: str, **kw) -> subprocess.CompletedProcess:
+    """The one CLI runner (tests/cli.py), without its exit-0 check: these tests look at failures too."""
+    return run_nnpm(home, *args, check=False, **kw)
+
 
 URL = "http://registry.test"
 
@@ -97,31 +102,17 @@ def test_a_real_403_from_the_registry_names_the_command_once(tmp_path: Path, sma
     assert info.value.status == 403
 
 
-def _nnpm(home: str | Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NNPM_")}
-    env["NNPM_HOME"] = str(home)
-    return subprocess.run([sys.executable, "-m", "nnpm", *args], env=env, capture_output=True, text=True,
-                          timeout=120, cwd=cwd)
-
-
-def _one_error_line(proc: subprocess.CompletedProcess) -> str:
-    assert proc.returncode == 1, proc.stdout + proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in proc.stderr, proc.stderr
-    return lines[0]
-
-
 def test_nnpm_home_that_is_a_file_is_one_line(tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.write_text("not a folder")
-    line = _one_error_line(_nnpm(home, "env", "create", "x"))
+    line = one_error_line(_nnpm(home, "env", "create", "x"))
     assert str(home) in line
 
 
 def test_pack_output_under_a_file_is_one_line(tmp_path: Path, small_package) -> None:
     folder = small_package("tiny", "1.0.0")
     (tmp_path / "afile").write_text("x")
-    line = _one_error_line(_nnpm(tmp_path / "home", "pack", str(folder), "-o", str(tmp_path / "afile" / "x.nnpm")))
+    line = one_error_line(_nnpm(tmp_path / "home", "pack", str(folder), "-o", str(tmp_path / "afile" / "x.nnpm")))
     assert "afile" in line
     assert not list((tmp_path).glob("afile*/**"))
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
+from cli import one_error_line, run_nnpm
 
 from nnpm import errors as E
 from nnpm.author.pack import build
@@ -18,21 +18,13 @@ from nnpm.format.manifest import Manifest
 from nnpm.install.env import open_env
 from nnpm.install.store import Store
 
+
+def _nnpm(home: Path, *args: str, **kw) -> subprocess.CompletedProcess:
+    """The one CLI runner (tests/cli.py), without its exit-0 check: these tests look at failures too."""
+    return run_nnpm(home, *args, check=False, **kw)
+
+
 URL = "http://registry.test"
-
-
-def _nnpm(home: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NNPM_")}
-    env["NNPM_HOME"] = str(home)
-    return subprocess.run([sys.executable, "-m", "nnpm", *args], env=env, capture_output=True, text=True,
-                          timeout=120, input=stdin)
-
-
-def _one_error_line(proc: subprocess.CompletedProcess) -> str:
-    assert proc.returncode == 1, proc.stdout + proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
-    return lines[0]
 
 
 def _settings(home: Path, registry: str | None = None):
@@ -119,9 +111,9 @@ def test_nnpm_never_writes_its_records_through_a_link(tmp_path: Path, small_pack
 def test_locked_install_of_a_missing_lock_is_an_error_and_uninstalls_nothing(tmp_path: Path, small_package) -> None:
     home = tmp_path / "home"
     assert _nnpm(home, "install", "-q", str(small_package("tiny", "1.0.0"))).returncode == 0
-    line = _one_error_line(_nnpm(home, "install", "--locked", "--lock", str(tmp_path / "MISSING.lock")))
+    line = one_error_line(_nnpm(home, "install", "--locked", "--lock", str(tmp_path / "MISSING.lock")))
     assert "MISSING.lock" in line
-    line = _one_error_line(_nnpm(home, "install", "--locked", "--lock", str(tmp_path)))
+    line = one_error_line(_nnpm(home, "install", "--locked", "--lock", str(tmp_path)))
     assert "is a folder" in line
     assert list(open_env("default", _settings(home)).lock().packages) == ["tiny"]
 
@@ -222,7 +214,7 @@ def test_the_suggested_repair_repairs(tmp_path: Path, small_package) -> None:
     data = bytearray(installed.read_bytes())
     data[-10] ^= 0xFF
     installed.write_bytes(bytes(data))         # the hard link: the store's blob changes too
-    line = _one_error_line(_nnpm(home, "run", "tiny", "--input", str(tmp_path / "missing.npy")))
+    line = one_error_line(_nnpm(home, "run", "tiny", "--input", str(tmp_path / "missing.npy")))
     assert "nnpm install --force tiny==1.0.0" in line
     verify = _nnpm(home, "cache", "verify")
     assert verify.returncode == 1 and "tiny 1.0.0" in verify.stderr and "--force" in verify.stderr
@@ -260,7 +252,7 @@ def test_a_hand_edited_lock_is_refused_naming_the_package(tmp_path: Path, small_
         entry["files"][0]["sha256"] = "f" * 64
     copy = tmp_path / "edited.lock"
     copy.write_text(json.dumps(data))
-    line = _one_error_line(_nnpm(home, "install", "--locked", "--lock", str(copy)))
+    line = one_error_line(_nnpm(home, "install", "--locked", "--lock", str(copy)))
     assert "tiny" in line
 
 
@@ -272,7 +264,7 @@ def test_a_token_on_the_command_line_draws_a_warning(tmp_path: Path, registry) -
     proc = _nnpm(tmp_path / "home", "login", "--registry", registry.url, "--token-stdin", stdin=token + "\n")
     assert proc.returncode == 0 and "warning" not in proc.stderr and token not in proc.stderr + proc.stdout
     failed = _nnpm(tmp_path / "home", "whoami", "--registry", registry.url, "--token", "wrong")
-    _one_error_line(failed)   # a failure is one line: the warning is not added to it
+    one_error_line(failed)   # a failure is one line: the warning is not added to it
 
 
 def test_publish_rides_out_a_busy_registry_a_timed_out_upload_and_a_collected_blob(small_package) -> None:

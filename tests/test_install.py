@@ -80,7 +80,7 @@ def test_install_resnet18_then_list_shows_it(published, tmp_path, examples_dir):
     assert data["packages"] == [{"name": "resnet18", "version": "1.0.0", "source": published.url,
                                  "requested": True, "size": data["packages"][0]["size"]}]
     assert data["packages"][0]["size"] > 46_000_000
-    folder = home / "envs" / "default" / "pkgs" / "resnet18-1.0.0"
+    folder = home / "envs" / "default" / "pkgs" / "resnet18-1.0.0" / "files"
     for name in ("model.onnx", "labels.txt", "README.md"):
         assert (folder / name).read_bytes() == (examples_dir / "resnet18" / name).read_bytes()
     assert assert_store_clean(home / "store") == 4    # three files and the manifest
@@ -206,7 +206,7 @@ def test_second_environment_links_from_the_store_without_downloading(published, 
 
     store = Store(home / "store")
     for env in ("default", "second"):
-        folder = home / "envs" / env / "pkgs" / "resnet18-1.0.0"
+        folder = home / "envs" / env / "pkgs" / "resnet18-1.0.0" / "files"
         for f in manifest["files"]:
             st = (folder / f["path"]).stat()
             assert st.st_ino == store.path(f["sha256"]).stat().st_ino

@@ -93,7 +93,7 @@ def test_honest_registry_installs_once_per_blob(packages, server, home):
     assert sorted(r.digest for r in gets) == sorted(f.sha256 for f in packages[0][0].files)
     assert all(r.range_start is None for r in gets)
     assert assert_store_clean(home / "store") == len(packages[0][0].files) + 1   # + the manifest
-    folder = home / "envs" / "default" / "pkgs" / f"{BIG}-1.0.0"
+    folder = home / "envs" / "default" / "pkgs" / f"{BIG}-1.0.0" / "files"
     assert os.stat(folder / big.path).st_ino == Store(home / "store").path(big.sha256).stat().st_ino
     _assert_env_consistent(home)
 
@@ -237,6 +237,6 @@ def test_cli_install_survives_a_cut_connection(packages, server, home):
     verify = run_nnpm(home, "cache", "verify", registry=server.url, check=False)
     assert verify.returncode == 0, verify.stderr
     files = {f.path: f.sha256 for f in packages[0][0].files}
-    folder = home / "envs" / "default" / "pkgs" / f"{BIG}-1.0.0"
+    folder = home / "envs" / "default" / "pkgs" / f"{BIG}-1.0.0" / "files"
     for rel, digest in files.items():
         assert hashlib.sha256((folder / rel).read_bytes()).hexdigest() == digest

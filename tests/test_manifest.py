@@ -225,7 +225,8 @@ _tag = st.text("abcdefghij-", min_size=1, max_size=8)
 
 @settings(max_examples=60, deadline=None)
 @given(name=valid_names, version=pep440_versions(), tags=st.lists(_tag, max_size=4),
-       description=st.text(max_size=30), deps=st.dictionaries(valid_names, st.sampled_from(
+       description=st.text(st.characters(blacklist_categories=("Cc", "Cs", "Cf", "Zl", "Zp")), max_size=30),
+       deps=st.dictionaries(valid_names, st.sampled_from(
            ["", ">=1", ">=1.0,<2", "==1.2.*", "~=1.4", "!=3"]), max_size=3),
        shape=st.lists(st.one_of(st.integers(0, 10), st.text("NSeq", min_size=1, max_size=3), st.none()),
                       max_size=4))

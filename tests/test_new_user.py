@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import numpy as np
 import onnx
 import pytest
+from cli import run_nnpm
 from onnx import TensorProto, helper, numpy_helper
 
 from nnpm import errors as E
@@ -19,14 +18,9 @@ from nnpm.author.pack import build
 from nnpm.format.onnxinfo import read_model
 
 
-def _nnpm(home: Path, *args: str, stdin: str | None = None, cwd: Path | None = None,
-          registry: str | None = None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NNPM_")}
-    env["NNPM_HOME"] = str(home)
-    if registry:
-        env["NNPM_REGISTRY"] = registry
-    return subprocess.run([sys.executable, "-m", "nnpm", *args], env=env, capture_output=True, text=True,
-                          timeout=120, input=stdin, cwd=cwd)
+def _nnpm(home: Path, *args: str, **kw) -> subprocess.CompletedProcess:
+    """The one CLI runner (tests/cli.py), without its exit-0 check: these tests look at failures too."""
+    return run_nnpm(home, *args, check=False, **kw)
 
 
 def _save(model: onnx.ModelProto, folder: Path, toml: str = "") -> Path:
@@ -264,3 +258,22 @@ def test_plural_grammar(tmp_path: Path, small_package) -> None:
     assert (plural(1, "file"), plural(0, "file"), plural(2, "blob")) == ("1 file", "0 files", "2 blobs")
     out = _nnpm(tmp_path / "home", "install", str(small_package("tiny", "1.0.0"))).stdout
     assert "1 files" not in out and "1 blobs" not in out
+
+
+def test_owner_remove_and_tokens_from_the_cli(tmp_path: Path, registry, small_package) -> None:
+    alice, bob = registry.add_user("alice"), registry.add_user("bob")
+    assert registry.publish(small_package("shared", "1.0.0"), alice).status_code == 201
+    home = tmp_path / "home"
+    env = {"NNPM_TOKEN": alice}
+    assert "alice, bob" in _nnpm(home, "owner", "add", "shared", "bob", registry=registry.url, env=env).stdout
+    removed = _nnpm(home, "owner", "remove", "shared", "bob", registry=registry.url, env=env)
+    assert removed.returncode == 0 and removed.stdout.strip() == "owners of shared: alice"
+    last = _nnpm(home, "owner", "remove", "shared", "alice", registry=registry.url, env=env)
+    assert last.returncode == 1 and "last owner" in last.stderr
+    listing = json.loads(_nnpm(home, "token", "list", "--json", registry=registry.url, env=env).stdout)["tokens"]
+    (mine,) = listing
+    assert mine["current"] and alice not in json.dumps(listing) and alice.startswith(mine["prefix"])
+    assert _nnpm(home, "token", "revoke", str(mine["id"]), registry=registry.url, env=env).returncode == 0
+    gone = _nnpm(home, "whoami", registry=registry.url, env=env)
+    assert gone.returncode == 1 and "not valid" in gone.stderr
+    assert _nnpm(home, "whoami", registry=registry.url, env={"NNPM_TOKEN": bob}).stdout.startswith("bob")

@@ -68,8 +68,13 @@ def test_initializers_listed_as_inputs_are_not_part_of_the_signature(tmp_path):
     assert info.ir_version == 3
 
 
-def test_opsets_include_custom_domains(tmp_path):
+def test_a_custom_domain_operator_is_refused_but_an_unused_import_is_recorded(tmp_path):
     mk.save(mk.custom_domain(), tmp_path / "model.onnx")
+    with pytest.raises(ModelError, match="'Gadget' from domain 'com.example', which needs a custom-op library"):
+        read_model(tmp_path, "model.onnx")
+    model = mk.custom_domain()
+    model.graph.node[1].op_type, model.graph.node[1].domain = "Relu", ""   # the import stays, unused
+    mk.save(model, tmp_path / "model.onnx")
     info = read_model(tmp_path, "model.onnx")
     assert info.opsets == {"": mk.OPSET, "com.example": 2}
     assert info.params == 0

@@ -24,15 +24,16 @@ def test_starter_toml_is_accepted_unchanged():
 
 
 def test_init_then_pack_without_edits(tmp_path):
-    source = mk.save(mk.multi_io(), tmp_path / "exports" / "My_Model.onnx")
-    toml_path, info = init_package(tmp_path / "pkg", source)
-    assert toml_path == tmp_path / "pkg" / "nnpm.toml"
-    assert (tmp_path / "pkg" / "model.onnx").read_bytes() == source.read_bytes()
-    built, archive, _ = pack(tmp_path / "pkg")
+    source = mk.save(mk.multi_io(), tmp_path / "exports" / "net.onnx")
+    toml_path, info = init_package(tmp_path / "My_Model", source)   # named after its folder, as users mean
+    assert toml_path == tmp_path / "My_Model" / "nnpm.toml"
+    assert (tmp_path / "My_Model" / "model.onnx").read_bytes() == source.read_bytes()
+    built, archive, _ = pack(tmp_path / "My_Model")
     assert built.manifest.name == "my-model"
     assert built.manifest.signature == info.signature
     assert archive.name == "my-model-0.1.0.nnpm"
-    assert [f.path for f in built.manifest.files] == ["model.onnx"]
+    assert [f.path for f in built.manifest.files] == ["README.md", "model.onnx"]
+    assert built.manifest.project.readme == "README.md"
 
 
 @pytest.mark.parametrize("location", ["weights.bin", "data/weights.bin"])
@@ -42,7 +43,7 @@ def test_init_copies_external_data_and_packs(tmp_path, location):
     assert info.external_files == (location,)
     assert (tmp_path / "pkg" / location).read_bytes() == (tmp_path / "exports" / location).read_bytes()
     built, archive, _ = pack(tmp_path / "pkg")
-    assert [f.path for f in built.manifest.files] == sorted(["model.onnx", location])
+    assert [f.path for f in built.manifest.files] == sorted(["README.md", "model.onnx", location])
     assert built.manifest.name == "net"
     manifest = extract(archive, tmp_path / "out")
     assert (tmp_path / "out" / location).read_bytes() == (tmp_path / "exports" / location).read_bytes()
@@ -87,10 +88,11 @@ def test_init_from_a_bad_source_writes_nothing(tmp_path, make, error):
     assert not (tmp_path / "pkg").exists()
 
 
-def test_init_from_a_file_whose_name_is_not_a_package_name_says_use_name(tmp_path):
+def test_init_where_neither_folder_nor_file_is_a_package_name_says_use_name(tmp_path):
     source = mk.save(mk.linear(), tmp_path / "my model!.onnx")
-    with pytest.raises(ManifestError):
-        init_package(tmp_path / "pkg", source)
-    assert not (tmp_path / "pkg").exists()
-    init_package(tmp_path / "pkg", source, name="my-model")
-    assert build(tmp_path / "pkg").manifest.name == "my-model"
+    with pytest.raises(ManifestError, match="is a package name") as info:
+        init_package(tmp_path / "my pkg!", source)
+    assert "--name" in info.value.hint
+    assert not (tmp_path / "my pkg!").exists()
+    init_package(tmp_path / "my pkg!", source, name="my-model")
+    assert build(tmp_path / "my pkg!").manifest.name == "my-model"

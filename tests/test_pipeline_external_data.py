@@ -8,17 +8,23 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
+from cli import run_nnpm
 from onnx import TensorProto, helper, numpy_helper
 
 from nnpm import errors as E
 from nnpm.install.env import open_env
 from nnpm.runtime.load import load
+
+
+def _nnpm(home: Path, *args: str, **kw) -> subprocess.CompletedProcess:
+    """The one CLI runner (tests/cli.py), without its exit-0 check: these tests look at failures too."""
+    return run_nnpm(home, *args, check=False, **kw)
+
 
 W = np.linspace(-2, 2, 4096, dtype=np.float32).reshape(64, 64)
 B = np.linspace(0, 1, 64, dtype=np.float32)
@@ -48,12 +54,6 @@ def _pipeline(folder: Path) -> Path:
                                       '[dependencies]\next-matmul = "==1.0.0"\next-add = "==1.0.0"\n\n'
                                       '[pipeline]\nsteps = ["ext-matmul", "ext-add"]\n')
     return folder
-
-
-def _nnpm(home: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NNPM_")}
-    env["NNPM_HOME"] = str(home)
-    return subprocess.run([sys.executable, "-m", "nnpm", *args], env=env, capture_output=True, text=True, timeout=120)
 
 
 @pytest.fixture

@@ -86,8 +86,9 @@ def step_file(name: str) -> Path:
 
 
 def fused_files(home: Path) -> list[Path]:
+    """The cached fused graphs: one folder per graph (with links to its steps' data), its model.onnx inside."""
     folder = home / "envs" / "default" / "cache" / "fused"
-    return sorted(folder.glob("*.onnx")) if folder.is_dir() else []
+    return sorted(folder.glob("*/model.onnx")) if folder.is_dir() else []
 
 
 def replace_file(path: Path, data: bytes) -> None:
@@ -184,7 +185,7 @@ def test_fused_graph_is_cached_and_reused(home: Path) -> None:
     nnpm.load("imagenet-classifier")
     e = env()
     path = fused_path(e.get("imagenet-classifier"), e)
-    assert path.is_file() and path.parent.parent == e.cache_dir()
+    assert path.is_file() and path.parent.parent.parent == e.cache_dir()
     before = path.stat().st_mtime_ns, path.stat().st_ino
     files = fused_files(home)
     assert path in files

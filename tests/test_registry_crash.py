@@ -120,8 +120,12 @@ def test_kill_9_during_a_large_upload_then_restart(registry, small_package) -> N
 
 
 @pytest.mark.registry_backends("sqlite-dir")  # the worker's limits, not the backend, are the subject here
-def test_worker_timeout_is_422_and_the_server_stays_up(registry_factory, small_package) -> None:
-    reg = registry_factory(validate_timeout=0.05)
+def test_worker_timeout_is_422_and_the_server_stays_up(registry_factory, small_package,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # A warm worker reads a tiny model in a millisecond: it is told to hang instead (the server passes the
+    # variable on to the workers it starts).
+    monkeypatch.setenv("NNPM_TEST_VALIDATE_FAULT", "hang")
+    reg = registry_factory(validate_timeout=2)
     token = reg.add_user("alice")
     r = reg.publish(small_package("slow"), token)
     assert r.status_code == 422 and r.json()["error"] == "invalid_model", r.text

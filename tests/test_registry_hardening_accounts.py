@@ -108,7 +108,7 @@ def test_a_database_at_0001_is_upgraded_with_its_rows_and_matches_the_models(dat
     engine = make_engine(database_url)
     try:
         with engine.connect() as conn:
-            assert current_revision(conn) == head_revision() == "0002"
+            assert current_revision(conn) == head_revision() and head_revision() >= "0002"
             assert conn.execute(text("SELECT version, readme_html FROM versions")).all() == [("1.0", None)]
             assert sorted(conn.scalars(text("SELECT name FROM users"))) == ["Alice", "bob"]
             assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []

@@ -39,6 +39,7 @@ def gone(pid: int, within: float = 10.0) -> bool:
 
 
 def warm(pool, n: int | None = None) -> set[int]:
+    pool.start()   # an app in a test starts its workers on the first publish; a served one at start-up
     assert pool.wait_warm(timeout=60), "the workers did not start"
     pids = set(pool.pids())
     assert len(pids) == (n if n is not None else pool.size)
@@ -133,6 +134,7 @@ def test_publish_latency_of_a_1mb_model(api_factory, small_package) -> None:
     """PUT of the manifest → 201 for a 1 MB model (with a README), pre-started workers beside one started per
     publish, on two registries side by side, interleaved so that the machine's load hits both alike."""
     pooled, cold = api_factory(), api_factory()
+    pooled.app.state.validators.start()
     cold.app.state.validators.close()
     cold.app.state.validators = OneShot(cold.settings.validate_memory)
     tokens = {id(reg): reg.add_user("alice") for reg in (pooled, cold)}

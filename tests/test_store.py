@@ -175,7 +175,11 @@ def test_cache_verify_finds_a_flipped_byte(tmp_path, small_package):
     assert digest[:12] in line and "1 corrupt" in line
     run_nnpm(home, "cache", "clean", "--corrupt")
     assert not Store(home / "store").has(digest)
-    run_nnpm(home, "cache", "verify")
+    # The environment still holds the damaged file (a link to the blob that was edited): verify says so.
+    line = one_error_line(run_nnpm(home, "cache", "verify", check=False))
+    assert "tiny 1.0.0 in env default" in line and "nnpm install --force tiny==1.0.0" in line
+    run_nnpm(home, "install", "-q", "--force", str(folder))
+    assert "verified" in run_nnpm(home, "cache", "verify").stdout
 
 
 def test_cache_clean_removes_only_blobs_no_environment_uses(tmp_path, small_package):
@@ -191,7 +195,7 @@ def test_cache_clean_removes_only_blobs_no_environment_uses(tmp_path, small_pack
     dropped_model = sha((dropped / "model.onnx").read_bytes())
     assert store.has(dropped_model)
 
-    run_nnpm(home, "env", "remove", "b")
+    run_nnpm(home, "env", "remove", "--yes", "b")
     store.partial_path("f" * 64).write_bytes(b"unfinished download")
     run_nnpm(home, "cache", "clean")
     assert {d for d, _ in store.blobs()} == used
@@ -243,11 +247,11 @@ def test_env_create_list_remove(tmp_path, small_package):
     listing = run_nnpm(home, "env", "list", env_name="work").stdout
     assert "* work  (1 packages)" in listing
 
-    run_nnpm(home, "env", "remove", "work")
+    run_nnpm(home, "env", "remove", "--yes", "work")
     assert not (home / "envs" / "work").exists()
     assert "work" not in run_nnpm(home, "env", "list").stdout
     assert Store(home / "store").usage()[0] > 0, "the store keeps the blobs until 'cache clean'"
-    one_error_line(run_nnpm(home, "env", "remove", "work", check=False))
+    one_error_line(run_nnpm(home, "env", "remove", "--yes", "work", check=False))
 
 
 @pytest.mark.parametrize("name", ["../evil", ".hidden", "a/b"])

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from cli import nnpm_command
 from hostile_server import HostileRegistry
 
 from nnpm.author.pack import build
@@ -17,10 +16,8 @@ from nnpm.install.store import Store
 
 
 def _popen(home: Path, url: str, env_name: str, *args: str) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NNPM_")}
-    env.update(NNPM_HOME=str(home), NNPM_REGISTRY=url, NNPM_ENV=env_name)
-    return subprocess.Popen([sys.executable, "-m", "nnpm", *args], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    argv, env = nnpm_command(home, *args, registry=url, env_name=env_name)
+    return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 @pytest.fixture

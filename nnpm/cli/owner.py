@@ -1,4 +1,4 @@
-"""`nnpm owner add|list`: who may publish and yank a package."""
+"""`nnpm owner add|remove|list`: who may publish and yank a package."""
 
 from __future__ import annotations
 
@@ -31,6 +31,19 @@ def owner_add(
     """Let another user publish and yank a package you own."""
     with registry_client(registry, token) as client:
         owners = client.add_owner(_name(name), user)
+    say(f"owners of {_name(name)}: {', '.join(owners)}")
+
+
+@owner_app.command("remove")
+def owner_remove(
+    name: str = typer.Argument(..., help="Package name."),
+    user: str = typer.Argument(..., help="Owner to remove."),
+    registry: str = REGISTRY,
+    token: str = TOKEN,
+) -> None:
+    """Take another owner's rights to a package away (a package keeps at least one owner)."""
+    with registry_client(registry, token) as client:
+        owners = client.remove_owner(_name(name), user)
     say(f"owners of {_name(name)}: {', '.join(owners)}")
 
 

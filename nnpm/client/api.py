@@ -361,4 +361,18 @@ class RegistryClient:
         data = self._get_json("PUT", f"/packages/{_name(name)}/owners/{_seg(user)}", "owners")
         return list(data.get("owners") or [])
 
+    def remove_owner(self, name: str, user: str) -> list[str]:
+        """Take a user's rights to a package away (the last owner stays); returns the owners."""
+        data = self._get_json("DELETE", f"/packages/{_name(name)}/owners/{_seg(user)}", "owners")
+        return list(data.get("owners") or [])
+
+    def tokens(self) -> list[dict]:
+        """The caller's API tokens: id, created_at, last_used_at, prefix, current (never the tokens)."""
+        items = self._get_json("GET", "/tokens", "tokens").get("tokens")
+        return [t for t in items if isinstance(t, dict)] if isinstance(items, list) else []
+
+    def revoke_token(self, token_id: int) -> None:
+        """Revoke one of the caller's tokens (the one in use too)."""
+        self._get_json("DELETE", f"/tokens/{int(token_id)}", "revoke")
+
     # -- packument cache -----------------------------------------------------------------------
