@@ -76,6 +76,8 @@ OPTIONS = (
     Option("validate_timeout", "seconds the model-checking worker may take (default 60)", float),
     Option("validate_memory", "address-space bytes of that worker (default 2 GiB)", int),
     Option("validate_workers", "model-checking workers running at once (default 2)", int),
+    Option("validate_worker_jobs", "checks one pre-started worker serves before it is replaced (default 1: a worker "
+           "that read a hostile graph never reads the next)", int),
     Option("publish_queue", "publishes that may wait for a worker; more are answered 429 (default 16)", int),
     Option("validate_scratch", "bytes one publish may copy into scratch space to be checked (default 64 GiB)", int),
     Option("readme_timeout", "seconds to render a README at publish; slower ones are shown as plain text (default 10)",

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -42,6 +43,13 @@ with warnings.catch_warnings():  # "Using httpx with starlette.testclient is dep
     from starlette.testclient import TestClient
 
 BASE_URL = "http://registry.test"
+
+# One model-reading worker per test registry, reused: on a 2-core machine a fresh worker per
+# publish (the served default) costs each test about a second of CPU. tests/test_registry_newuser_workers.py
+# checks the served defaults themselves; subprocess registries get the same through the variables below.
+TEST_WORKERS = {"validate_workers": 1, "validate_worker_jobs": 1000}
+os.environ.setdefault("NNPM_REGISTRY_VALIDATE_WORKERS", "1")
+os.environ.setdefault("NNPM_REGISTRY_VALIDATE_WORKER_JOBS", "1000")
 
 
 class _SharedTransport(httpx.BaseTransport):
@@ -118,6 +126,8 @@ def make_inprocess(data_dir: Path, made: list[InProcessRegistry], *, backend: Ba
     from registry_server.settings import ServerSettings
 
     bucket, cleanups = None, []
+    for key, value in TEST_WORKERS.items():
+        settings.setdefault(key, value)
     if backend is not None:
         settings, bucket, cleanups = backend.provision(settings)
     try:

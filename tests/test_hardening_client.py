@@ -18,6 +18,9 @@ from nnpm.format.manifest import Manifest
 from nnpm.install.env import open_env
 from nnpm.install.store import Store
 
+# The client is the subject: the registry behind it runs on one backend (its own tests cover both).
+pytestmark = pytest.mark.registry_backends("sqlite-dir")
+
 
 def _nnpm(home: Path, *args: str, **kw) -> subprocess.CompletedProcess:
     """The one CLI runner (tests/cli.py), without its exit-0 check: these tests look at failures too."""

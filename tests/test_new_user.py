@@ -17,6 +17,9 @@ from nnpm import errors as E
 from nnpm.author.pack import build
 from nnpm.format.onnxinfo import read_model
 
+# The client is the subject: the registry behind it runs on one backend (its own tests cover both).
+pytestmark = pytest.mark.registry_backends("sqlite-dir")
+
 
 def _nnpm(home: Path, *args: str, **kw) -> subprocess.CompletedProcess:
     """The one CLI runner (tests/cli.py), without its exit-0 check: these tests look at failures too."""
