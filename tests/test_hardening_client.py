@@ -306,3 +306,30 @@ def test_publish_rides_out_a_busy_registry_a_timed_out_upload_and_a_collected_bl
         result = upload(built.manifest, built.paths, client, progress=False, sleep=waits.append)
     assert result.created and waits == [0.5]
     assert len([s for s in seen if s.startswith("PUT sha256")]) == 3   # 408, then sent, then again after the gc
+
+
+def test_a_labels_file_with_control_characters_is_refused_at_publish(tmp_path: Path, small_package) -> None:
+    """The registry reads every labels file at publish (a client other than nnpm pack could send one)."""
+    from starlette.testclient import TestClient
+
+    from nnpm.format.manifest import FileEntry
+    from registry_server.app import create_app
+    from registry_server.services.auth import add_user
+    from registry_server.settings import ServerSettings
+
+    folder = small_package("labelled", "1.0.0", extra_toml='\n[model.outputs.Y]\nlabels = "labels.txt"\n')
+    (folder / "labels.txt").write_text("cat\ndog\nbird\n")
+    built = build(folder)
+    evil = b"cat\n\x1b]8;;http://evil.example\x07dog\n"
+    (folder / "labels.txt").write_bytes(evil)
+    import hashlib
+
+    entry = FileEntry("labels.txt", len(evil), hashlib.sha256(evil).hexdigest())
+    manifest = built.manifest.with_files([f for f in built.manifest.files if f.path != "labels.txt"] + [entry])
+    settings = ServerSettings(data_dir=tmp_path / "data")
+    with TestClient(create_app(settings)) as http:
+        headers = {"Authorization": f"Bearer {add_user(settings.database_url, 'alice')}"}
+        for f in manifest.files:
+            http.put(f"/api/v1/blobs/sha256:{f.sha256}", content=(folder / f.path).read_bytes(), headers=headers)
+        r = http.put("/api/v1/packages/labelled/1.0.0", content=manifest.to_json(), headers=headers)
+    assert r.status_code == 400 and "labels.txt: line 2: contains the control character U+001B" in r.json()["detail"]

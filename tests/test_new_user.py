@@ -280,3 +280,16 @@ def test_owner_remove_and_tokens_from_the_cli(tmp_path: Path, registry, small_pa
     gone = _nnpm(home, "whoami", registry=registry.url, env=env)
     assert gone.returncode == 1 and "not valid" in gone.stderr
     assert _nnpm(home, "whoami", registry=registry.url, env={"NNPM_TOKEN": bob}).stdout.startswith("bob")
+
+
+def test_pack_check_writes_nothing_and_search_says_how_many_more(tmp_path: Path, registry, small_package) -> None:
+    folder = small_package("checked", "1.0.0")
+    proc = _nnpm(tmp_path / "home", "pack", "--check", str(folder))
+    assert proc.returncode == 0 and "checked: nothing written" in proc.stdout and not (folder / "dist").exists()
+    token = registry.add_user("alice")
+    for i in range(3):
+        assert registry.publish(small_package(f"findme-{i}", "1.0.0", description="findme net"), token).status_code == 201
+    cut = _nnpm(tmp_path / "home", "search", "findme", "--limit", "2", registry=registry.url)
+    assert cut.returncode == 0 and "... 1 more (nnpm search --limit 3 shows them)" in cut.stdout
+    data = json.loads(_nnpm(tmp_path / "home", "search", "findme", "--json", registry=registry.url).stdout)
+    assert data["total"] == 3 and sorted(r["name"] for r in data["results"]) == ["findme-0", "findme-1", "findme-2"]

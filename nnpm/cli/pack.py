@@ -10,6 +10,8 @@ import typer
 def pack(
     folder: Path = typer.Argument(Path("."), help="Package folder holding nnpm.toml."),
     out: Path = typer.Option(None, "-o", "--output", help="Archive path (default FOLDER/dist/NAME-VERSION.nnpm)."),
+    check: bool = typer.Option(False, "--check", help="Validate and hash in place, write nothing "
+                               "(what 'nnpm publish FOLDER' does first; archives are for offline use)."),
 ) -> None:
     """Validate a package folder and write its manifest and .nnpm archive."""
     from nnpm.author.pack import pack as do_pack
@@ -25,6 +27,14 @@ def pack(
                          if check_installed_wiring(built.manifest.project) else
                          "  wiring: not checked here (steps not installed); the registry checks it at publish")
 
+    if check:
+        from nnpm.author.pack import build
+
+        built = build(folder)
+        check_wiring(built)
+        summary(built.manifest)
+        console().print("\n".join([*notes, "checked: nothing written"]))
+        return
     built, archive, manifest_path = do_pack(folder, out, check=check_wiring)
     summary(built.manifest)
     console().print("\n".join([*notes, f"wrote {archive}", f"wrote {manifest_path}"]))

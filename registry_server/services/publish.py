@@ -115,6 +115,18 @@ def check_blobs(manifest: Manifest, store: BlobStore) -> None:
                                  f"but blob sha256:{f.sha256} holds {size}")
 
 
+def check_labels(manifest: Manifest, store: BlobStore) -> None:
+    """Every labels file is UTF-8 text without control characters (what reaches people's terminals): else 400."""
+    from nnpm.format.labels import parse_labels
+    from nnpm.format.limits import MAX_LABELS_BYTES
+
+    assert manifest.project.model is not None
+    for info in manifest.project.model.outputs.values():
+        if info.labels:
+            entry = manifest.file(info.labels)
+            parse_labels(store.read(entry.sha256, MAX_LABELS_BYTES + 1), path=info.labels)
+
+
 def check_wiring(session: Session, manifest: Manifest) -> Signature | None:
     """A pipeline's steps must resolve on this registry and wire together: its signature, else 422 invalid_pipeline."""
     return wiring_signature(session, manifest)
@@ -126,6 +138,7 @@ def _check_contents(session: Session, store: BlobStore, settings: ServerSettings
     if manifest.project.model is not None:
         from registry_server.services.validate import check_model
 
+        check_labels(manifest, store)
         if workers is None:
             check_model(manifest, store, settings)
         else:
