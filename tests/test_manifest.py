@@ -30,7 +30,7 @@ from nnpm.format.project import (
 def _manifest(**changes) -> Manifest:
     project = Project(
         name="demo", version=Version("1.0.0"), description="A demo", license="MIT", readme="README.md",
-        tags=("vision",), model=ModelSection("model.onnx", {"y": OutputInfo("labels.txt")}),
+        tags=("vision",), models={"model": ModelSection("model.onnx", {"y": OutputInfo("labels.txt")})},
         dependencies={"other": SpecifierSet(">=1,<2")}, requires={"onnxruntime": SpecifierSet(">=1.17")},
         include=("assets/a.txt",))
     files = (FileEntry("README.md", 3, "1" * 64), FileEntry("assets/a.txt", 0, "2" * 64),
@@ -72,7 +72,7 @@ def test_manifest_json_is_canonical_whatever_the_input_order():
 
 def test_manifest_json_bytes_are_pinned():
     # The registry hashes these bytes; any change to the canonical form breaks published hashes.
-    m = Manifest(project=Project(name="demo", version=Version("1.0"), model=ModelSection("m.onnx")),
+    m = Manifest(project=Project(name="demo", version=Version("1.0"), models={"model": ModelSection("m.onnx")}),
                  files=(FileEntry("m.onnx", 7, "a" * 64),),
                  signature=Signature((TensorSpec("x", "float32", ("N", 2)),), ()), opsets={"": 17},
                  ir_version=8, params=0)

@@ -134,7 +134,7 @@ BAD_TOML = [
      "list of up to 100 non-empty strings"),
     ("files-unknown-key", PKG + MODEL + '[files]\nexclude = ["x"]\n', "files.exclude", "allowed: include"),
     ("top-level-unknown-key", PKG + MODEL + "[tool.black]\nline-length = 1\n", "tool",
-     "allowed: dependencies, files, model, package, pipeline, requires"),
+     "allowed: dependencies, files, model, models, package, pipeline, requires, tests, variants"),
     ("both-model-and-pipeline", PKG + MODEL + '[dependencies]\na = ">=1"\n[pipeline]\nsteps = ["a"]\n', "model",
      "exactly one of [model] or [pipeline]"),
     ("neither-model-nor-pipeline", PKG, "model", "exactly one of [model] or [pipeline]"),

@@ -8,76 +8,21 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 from packaging.version import Version
 
 from nnpm.errors import ManifestError
-from nnpm.format.fields import DIGEST_RE, check_printable, check_relpath, table
-from nnpm.format.limits import MAX_FILES, MAX_NAMES_PER_BLOB, MAX_SIGNATURE_PORTS
+from nnpm.format.fields import DIGEST_RE, check_relpath, table
+from nnpm.format.limits import MAX_FILES, MAX_NAMES_PER_BLOB
+from nnpm.format.graphs import GraphEntry, Graphs, files_not_for, legacy_graphs, parse_graphs
 from nnpm.format.project import TOP_KEYS, Project, project_from_dict, project_to_dict
+from nnpm.format.signature import Signature, TensorSpec  # noqa: F401  (TensorSpec: public here too)
 
 FORMAT = 1
 MANIFEST_NAME = "manifest.json"
-_MANIFEST_KEYS = {"format", "include", "signature", "opsets", "ir_version", "params", "files"}
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    """One graph input or output: name, element type ('float32', 'int64', ...) and shape.
-
-    Shape entries are ints for fixed dims, strings for symbolic dims, None for unknown;
-    shape itself is None when the rank is unknown or the value is not a tensor.
-    """
-
-    name: str
-    dtype: str
-    shape: tuple[int | str | None, ...] | None
-
-    def shape_text(self) -> str:
-        """Shape as people write it: [N, 3, 224, 224]."""
-        if self.shape is None:
-            return "?"
-        return "[" + ", ".join("?" if d is None else str(d) for d in self.shape) + "]"
-
-
-@dataclass(frozen=True)
-class Signature:
-    """The inputs and outputs of a graph."""
-
-    inputs: tuple[TensorSpec, ...]
-    outputs: tuple[TensorSpec, ...]
-
-    def to_dict(self) -> dict:
-        """JSON form."""
-        return {side: [{"name": t.name, "dtype": t.dtype, "shape": list(t.shape) if t.shape is not None else None}
-                       for t in getattr(self, side)] for side in ("inputs", "outputs")}
-
-    @classmethod
-    def from_dict(cls, data: Any, *, file: str | None = MANIFEST_NAME) -> "Signature":
-        """Parse the JSON form, strictly."""
-        data = table(data, "signature", file, {"inputs", "outputs"})
-        sides = {}
-        for side in ("inputs", "outputs"):
-            items = data.get(side)
-            if not isinstance(items, list) or len(items) > MAX_SIGNATURE_PORTS:
-                raise ManifestError(f"must be a list of up to {MAX_SIGNATURE_PORTS} entries", file=file, key=f"signature.{side}")
-            specs = []
-            for i, item in enumerate(items):
-                key = f"signature.{side}[{i}]"
-                item = table(item, key, file, {"name", "dtype", "shape"})
-                name, dtype, shape = item.get("name"), item.get("dtype"), item.get("shape")
-                if not isinstance(name, str) or not isinstance(dtype, str):
-                    raise ManifestError("needs string name and dtype", file=file, key=key)
-                check_printable(name, file=file, key=f"{key}.name")
-                check_printable(dtype, file=file, key=f"{key}.dtype")
-                if shape is not None and (not isinstance(shape, list) or not all(
-                        d is None or isinstance(d, str) or (isinstance(d, int) and not isinstance(d, bool))
-                        for d in shape)):
-                    raise ManifestError("shape must be a list of ints, strings or nulls", file=file, key=key)
-                specs.append(TensorSpec(name, dtype, tuple(shape) if shape is not None else None))
-            sides[side] = tuple(specs)
-        return cls(**sides)
+_MANIFEST_KEYS = {"format", "include", "signature", "opsets", "ir_version", "params", "files", "graphs"}
 
 
 @dataclass(frozen=True)
@@ -99,6 +44,38 @@ class Manifest:
     opsets: dict[str, int] = field(default_factory=dict)
     ir_version: int | None = None
     params: int = 0
+    graph_table: Graphs = field(default_factory=dict)   # as written in manifest.json ({} when absent)
+
+    @cached_property
+    def graphs(self) -> Graphs:
+        """variant → graph → GraphEntry; for a manifest from before variants, the one entry it implies."""
+        if self.graph_table:
+            return self.graph_table
+        return legacy_graphs(self.project, self.signature, self.opsets, self.params, {f.path: f.size for f in self.files})
+
+    def graph_names(self) -> list[str]:
+        """The package's graphs, sorted by name (empty for a pipeline)."""
+        return list(self.project.models)
+
+    def variant_names(self) -> list[str]:
+        """'reference' and then the declared variants, by name (a pipeline has only 'reference')."""
+        return ["reference"] + sorted(v for v in self.graphs if v != "reference")
+
+    def graph(self, variant: str = "reference", graph: str | None = None) -> GraphEntry:
+        """One graph of one variant (`graph` may be left out for a one-graph package); KeyError when absent."""
+        entries = self.graphs[variant]
+        if graph is None:
+            if len(entries) != 1:
+                raise KeyError(f"{self.name} has several graphs: name one of {sorted(entries)}")
+            return next(iter(entries.values()))
+        return entries[graph]
+
+    def files_for(self, variant: str = "reference") -> tuple[FileEntry, ...]:
+        """The files an install of one variant needs: all but the graphs (and data) of the other variants."""
+        if variant not in self.graphs and variant != "reference":
+            raise KeyError(variant)
+        left_out = files_not_for(self.graphs, variant)
+        return tuple(f for f in self.files if f.path not in left_out)
 
     @property
     def name(self) -> str:
@@ -135,6 +112,8 @@ class Manifest:
             "ir_version": self.ir_version,
             "params": self.params,
             "files": [{"path": f.path, "size": f.size, "sha256": f.sha256} for f in self.files],
+            **({"graphs": {v: {g: e.to_dict() for g, e in sorted(entries.items())}
+                           for v, entries in sorted(self.graph_table.items())}} if self.graph_table else {}),
         }
 
     def to_json(self) -> bytes:
@@ -160,8 +139,11 @@ class Manifest:
         project = project_from_dict(project_part, file=file)
         sig = data.get("signature")
         signature = Signature.from_dict(sig, file=file) if sig is not None else None
-        if project.model and signature is None:
+        if len(project.models) == 1 and signature is None:
             raise ManifestError("a model package needs a signature", file=file, key="signature")
+        if len(project.models) > 1 and signature is not None:
+            raise ManifestError("a package of several graphs keeps its signatures under graphs", file=file,
+                                key="signature")
         opsets = table(data.get("opsets", {}), "opsets", file)
         if not all(isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) for k, v in opsets.items()):
             raise ManifestError("must map domains to integer versions", file=file, key="opsets")
@@ -171,8 +153,9 @@ class Manifest:
         if not isinstance(params, int) or isinstance(params, bool) or params < 0:
             raise ManifestError("must be a non-negative integer", file=file, key="params")
         files = _parse_files(data.get("files"), file)
+        graphs = _graphs_of(data, project, signature, files, file)
         manifest = cls(project=project, files=files, signature=signature, opsets=dict(opsets),
-                       ir_version=ir_version, params=params)
+                       ir_version=ir_version, params=params, graph_table=graphs)
         listed = {f.path for f in files}
         for needed in project.declared_files():
             if needed not in listed:
@@ -187,6 +170,22 @@ class Manifest:
         except (ValueError, RecursionError) as exc:
             raise ManifestError(f"not valid JSON: {exc}", file=file) from None
         return cls.from_dict(data, file=file)
+
+
+def _graphs_of(data: dict, project: Project, signature: Signature | None, files: tuple[FileEntry, ...],
+               file: str | None) -> Graphs:
+    """The `graphs` table, required for several graphs or any variant, consistent with the top level."""
+    if "graphs" not in data:
+        if len(project.models) > 1 or project.variants:
+            raise ManifestError("is required for a package with several graphs or variants", file=file,
+                                key="graphs", hint="pack the package with this nnpm")
+        return {}
+    if not project.models:
+        raise ManifestError("a pipeline has no graphs of its own", file=file, key="graphs")
+    graphs = parse_graphs(data["graphs"], project, {f.path: f.size for f in files}, file=file)
+    if signature is not None and graphs["reference"][next(iter(project.models))].signature != signature:
+        raise ManifestError("the signature differs from the reference graph's", file=file, key="signature")
+    return graphs
 
 
 def _parse_files(items: Any, file: str | None) -> tuple[FileEntry, ...]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ class ModelInfo:
     ir_version: int
     params: int
     external_files: tuple[str, ...]   # relative to the package root
+    proto: Any = field(default=None, repr=False, compare=False)   # the graph (no weights loaded), when asked for
 
 
 def dtype_name(elem_type: int) -> str:
@@ -241,8 +242,10 @@ def _constant_size(attr: Any) -> int:
         AttributeProto.FLOAT, AttributeProto.INT, AttributeProto.STRING) else 0)
 
 
-def read_model(root: Path, rel: str, *, allow_hardlinks: bool = False) -> ModelInfo:
-    """Check the model file `rel` inside package folder `root` and read what nnpm records of it."""
+def read_model(root: Path, rel: str, *, allow_hardlinks: bool = False, keep_proto: bool = False) -> ModelInfo:
+    """Check the model file `rel` inside package folder `root` and read what nnpm records of it.
+
+    `keep_proto` hands back the parsed graph too (external data not loaded), for the cost reader."""
     import onnx
 
     root = Path(root)
@@ -282,4 +285,5 @@ def read_model(root: Path, rel: str, *, allow_hardlinks: bool = False) -> ModelI
         ir_version=model.ir_version,
         params=params,
         external_files=tuple(dict.fromkeys(external)),
+        proto=model if keep_proto else None,
     )

@@ -39,6 +39,7 @@ class Release:
     yanked_reason: str | None = None
     published_at: str | None = None
     signature_data: dict | None = field(default=None, repr=False)   # a pipeline's, as the registry computed it
+    measured: dict | None = field(default=None, repr=False)   # the registry's self-test, drift and latency figures
 
     def __hash__(self) -> int:  # the manifest is a dict; name and version identify a release
         return hash((self.name, self.version))
@@ -78,9 +79,10 @@ class Release:
         reason = data.get("yanked_reason")
         published = data.get("published_at")
         signature = data.get("signature")
+        measured = data.get("measured")
         return cls(name, version, manifest if isinstance(manifest, dict) else {}, bool(data.get("yanked")),
                    reason if isinstance(reason, str) else None, published if isinstance(published, str) else None,
-                   signature if isinstance(signature, dict) else None)
+                   signature if isinstance(signature, dict) else None, measured if isinstance(measured, dict) else None)
 
     @cached_property
     def signature(self) -> Signature | None:
@@ -100,6 +102,8 @@ class Release:
                "published_at": self.published_at, "manifest": self.manifest_data}
         if self.signature_data is not None:
             out["signature"] = self.signature_data
+        if self.measured is not None:
+            out["measured"] = self.measured
         return out
 
 

@@ -24,15 +24,23 @@ from nnpm.format.fields import (
     text,
     text_list,
 )
+from nnpm.format.variants import (
+    TestsSection,
+    VariantSection,
+    check_graph_name,
+    parse_tests,
+    parse_variants,
+)
 
 TOML_NAME = "nnpm.toml"
 
-_PORT_RE = re.compile(r"^[A-Za-z0-9._-]+\.[^.\s][^\s]*\Z")
+_PORT_RE = re.compile(r"^[A-Za-z0-9._-]+(:[A-Za-z][A-Za-z0-9_-]*)?\.[^.\s][^\s]*\Z")
 _LICENSE_RE = re.compile(r"^[A-Za-z0-9.+() -]{1,100}\Z")
 
 _PACKAGE_KEYS = {"name", "version", "description", "license", "readme", "tags", "authors",
                  "homepage", "repository"}
-TOP_KEYS = {"package", "model", "dependencies", "requires", "pipeline", "files"}
+TOP_KEYS = {"package", "model", "models", "dependencies", "requires", "pipeline", "files", "tests", "variants"}
+SINGLE_GRAPH = "model"   # the graph [model] names: [model] is [models.model]
 _REQUIRES_KEYS = {"onnxruntime"}
 _PIPELINE_KEYS = {"steps", "connect", "inputs", "outputs"}
 
@@ -75,31 +83,42 @@ class Project:
     authors: tuple[str, ...] = ()
     homepage: str | None = None
     repository: str | None = None
-    model: ModelSection | None = None
+    models: dict[str, ModelSection] = field(default_factory=dict)   # graph name → section, sorted by name
     pipeline: PipelineSection | None = None
     dependencies: dict[str, SpecifierSet] = field(default_factory=dict)
     requires: dict[str, SpecifierSet] = field(default_factory=dict)
     include: tuple[str, ...] = ()
+    tests: TestsSection | None = None
+    variants: dict[str, VariantSection] = field(default_factory=dict)
+
+    @property
+    def model(self) -> ModelSection | None:
+        """The graph of a one-graph package (the first by name when there are several; None for a pipeline)."""
+        return next(iter(self.models.values()), None)
 
     def declared_files(self) -> list[str]:
-        """Files the manifest names directly (model, readme, labels, include), in order, unique."""
-        names = [self.model.file] if self.model else []
+        """Files the manifest names directly (graphs, readme, labels, tests, include), in order, unique."""
+        names = [m.file for m in self.models.values()]
+        for variant in self.variants.values():
+            names += [variant.models[g] for g in sorted(variant.models)]
         if self.readme:
             names.append(self.readme)
-        if self.model:
-            names += [o.labels for o in self.model.outputs.values() if o.labels]
+        for model in self.models.values():
+            names += [o.labels for o in model.outputs.values() if o.labels]
+        if self.tests:
+            names += [self.tests.inputs, self.tests.outputs]
         names += list(self.include)
         return list(dict.fromkeys(names))
 
 
-def _parse_model(data: Any, file: str | None) -> ModelSection:
-    data = table(data, "model", file, {"file", "outputs"})
-    path = check_relpath(text(data, "file", file, "model", required=True), file=file, key="model.file")
+def _parse_model(data: Any, file: str | None, where: str = "model") -> ModelSection:
+    data = table(data, where, file, {"file", "outputs"})
+    path = check_relpath(text(data, "file", file, where, required=True), file=file, key=f"{where}.file")
     if not path.endswith(".onnx"):
-        raise ManifestError(f"{path!r} is not an .onnx file", file=file, key="model.file")
+        raise ManifestError(f"{path!r} is not an .onnx file", file=file, key=f"{where}.file")
     outputs = {}
-    for out_name, info in table(data.get("outputs", {}), "model.outputs", file).items():
-        key = f"model.outputs.{out_name}"
+    for out_name, info in table(data.get("outputs", {}), f"{where}.outputs", file).items():
+        key = f"{where}.outputs.{out_name}"
         check_printable(out_name, file=file, key=key)
         info = table(info, key, file, {"labels"})
         labels = text(info, "labels", file, key)
@@ -116,9 +135,25 @@ def _parse_port(value: Any, file: str | None, key: str) -> str:
     return value
 
 
+def step_package(step: str) -> str:
+    """The package a pipeline step names: `pkg` of `pkg` or `pkg:graph`."""
+    return step.partition(":")[0]
+
+
+def step_graph(step: str) -> str | None:
+    """The graph a pipeline step names (`pkg:graph`), or None for the package's only graph."""
+    return step.partition(":")[2] or None
+
+
+def _parse_step(text: str, file: str | None) -> str:
+    name, colon, graph = text.partition(":")
+    name = canonical_name(name, file=file, key="pipeline.steps")
+    return f"{name}:{check_graph_name(graph, file=file, key='pipeline.steps')}" if colon else name
+
+
 def _parse_pipeline(data: Any, file: str | None) -> PipelineSection:
     data = table(data, "pipeline", file, _PIPELINE_KEYS)
-    steps = tuple(canonical_name(s, file=file, key="pipeline.steps") for s in text_list(data, "steps", file, "pipeline", printable=False))
+    steps = tuple(_parse_step(s, file) for s in text_list(data, "steps", file, "pipeline", printable=False))
     if not steps:
         raise ManifestError("needs at least one step", file=file, key="pipeline.steps")
     if len(set(steps)) != len(steps):
@@ -167,19 +202,23 @@ def project_from_dict(data: Any, *, file: str | None = TOML_NAME) -> Project:
         raise ManifestError(f"invalid license {license_!r}", file=file, key="package.license",
                             hint="use an SPDX identifier such as MIT or Apache-2.0")
     readme = text(pkg, "readme", file, "package")
-    model = _parse_model(data["model"], file) if "model" in data else None
+    models = _parse_models(data, file)
     pipeline = _parse_pipeline(data["pipeline"], file) if "pipeline" in data else None
-    if (model is None) == (pipeline is None):
-        raise ManifestError("a package needs exactly one of [model] or [pipeline]", file=file, key="model",
-                            hint="add [model] file = \"model.onnx\", or a [pipeline] of dependencies")
+    if (not models) == (pipeline is None):
+        raise ManifestError("a package needs exactly one of [model] or [pipeline] ([models.NAME] for several graphs)", file=file,
+                            key="model", hint="add [model] file = \"model.onnx\", or a [pipeline] of dependencies")
+    if pipeline and ("tests" in data or "variants" in data):
+        raise ManifestError("a pipeline has no [tests] or [variants] of its own", file=file,
+                            key="tests" if "tests" in data else "variants",
+                            hint="its steps carry their own self-tests and variants")
     deps = parse_dependencies(data.get("dependencies", {}), file=file)
     if name in deps:
         raise ManifestError("a package cannot depend on itself", file=file, key=f"dependencies.{name}")
     if pipeline:
         for step in pipeline.steps:
-            if step not in deps:
+            if step_package(step) not in deps:
                 raise ManifestError(f"step {step!r} is not a dependency", file=file, key="pipeline.steps",
-                                    hint=f"add it under [dependencies], e.g. {step} = \">=1\"")
+                                    hint=f"add it under [dependencies], e.g. {step_package(step)} = \">=1\"")
     files = table(data.get("files", {}), "files", file, {"include"})
     include = tuple(check_relpath(p, file=file, key="files.include")
                     for p in text_list(files, "include", file, "files", printable=False))
@@ -192,10 +231,29 @@ def project_from_dict(data: Any, *, file: str | None = TOML_NAME) -> Project:
         authors=text_list(pkg, "authors", file, "package"),
         homepage=text(pkg, "homepage", file, "package") or None,
         repository=text(pkg, "repository", file, "package") or None,
-        model=model, pipeline=pipeline, dependencies=deps,
+        models=models, pipeline=pipeline, dependencies=deps,
         requires=_parse_specs(data.get("requires", {}), "requires", file, names=False),
         include=include,
+        tests=parse_tests(data["tests"], file) if "tests" in data else None,
+        variants=parse_variants(data["variants"], {g: m.file for g, m in models.items()}, file)
+        if "variants" in data else {},
     )
+
+
+def _parse_models(data: dict, file: str | None) -> dict[str, ModelSection]:
+    """`[model]` or `[models.NAME]` tables (never both), sorted by graph name."""
+    if "model" in data and "models" in data:
+        raise ManifestError("use [model] for one graph or [models.NAME] for several, not both", file=file, key="models")
+    if "model" in data:
+        return {SINGLE_GRAPH: _parse_model(data["model"], file)}
+    models = {}
+    for name, section in sorted(table(data.get("models", {}), "models", file).items()):
+        check_graph_name(name, file=file, key=f"models.{name}")
+        models[name] = _parse_model(section, file, f"models.{name}")
+    files = [m.file for m in models.values()]
+    if len(set(files)) != len(files):
+        raise ManifestError("two graphs name the same file", file=file, key="models")
+    return models
 
 
 def load_project(folder: Path) -> Project:
@@ -212,6 +270,13 @@ def load_project(folder: Path) -> Project:
     return project_from_dict(data, file=str(path))
 
 
+def _model_dict(model: ModelSection) -> dict:
+    out: dict[str, Any] = {"file": model.file}
+    if model.outputs:
+        out["outputs"] = {k: ({"labels": v.labels} if v.labels else {}) for k, v in sorted(model.outputs.items())}
+    return out
+
+
 def project_to_dict(project: Project) -> dict:
     """The TOML-shaped dict of a Project, normalised (canonical names, normal versions)."""
     pkg: dict[str, Any] = {"name": project.name, "version": str(project.version)}
@@ -224,12 +289,14 @@ def project_to_dict(project: Project) -> dict:
     if project.authors:
         pkg["authors"] = list(project.authors)
     out: dict[str, Any] = {"package": pkg}
-    if project.model:
-        model: dict[str, Any] = {"file": project.model.file}
-        if project.model.outputs:
-            model["outputs"] = {k: ({"labels": v.labels} if v.labels else {})
-                                for k, v in sorted(project.model.outputs.items())}
-        out["model"] = model
+    if list(project.models) == [SINGLE_GRAPH]:   # written as [model]: older manifests keep their bytes
+        out["model"] = _model_dict(project.models[SINGLE_GRAPH])
+    elif project.models:
+        out["models"] = {name: _model_dict(m) for name, m in project.models.items()}
+    if project.tests:
+        out["tests"] = project.tests.to_dict()
+    if project.variants:
+        out["variants"] = {name: v.to_dict() for name, v in sorted(project.variants.items())}
     if project.pipeline:
         p = project.pipeline
         out["pipeline"] = {"steps": list(p.steps)} | {

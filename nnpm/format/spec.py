@@ -2,6 +2,7 @@
 
     resnet18              the package (never a folder that happens to be called so)
     resnet18==1.0.0       an exact version          resnet18>=1,<2   any version in a range
+    encoder-decoder:encoder  pkg:encoder>=1         one graph of a package of several
     ./my-model  /abs/dir  ~/pkg  ../x  .            a package folder (a path must look like one)
     dist/x-1.0.0.nnpm                               a .nnpm archive
 
@@ -16,14 +17,14 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import Version
 
-from nnpm.errors import SpecError
+from nnpm.errors import ManifestError, SpecError
 from nnpm.format.fields import canonical_name, parse_version
 
 _EXAMPLES = "e.g. resnet18, 'resnet18>=1,<2', resnet18==1.0.0, ./folder or x-1.0.0.nnpm"
@@ -39,6 +40,7 @@ class Spec:
     specifier: SpecifierSet = field(default_factory=SpecifierSet)
     specifier_text: str = ""         # the specifier as the user wrote it (">=1,<2", not "<2,>=1")
     path: Path | None = None
+    graph: str | None = None         # `name:graph`: one graph of a package of several
 
     @property
     def is_path(self) -> bool:
@@ -58,7 +60,7 @@ class Spec:
 
     @property
     def requirement(self) -> str:
-        """`name` + specifier as written: what the resolver shows people."""
+        """`name` + specifier as written (no graph): what the resolver shows people."""
         return f"{self.name}{self.specifier_text}"
 
     def allows(self, version: Version) -> bool:
@@ -96,7 +98,25 @@ def parse_spec(value: "str | os.PathLike[str]", *, paths: bool = True) -> Spec:
     return _requirement(text)
 
 
+_GRAPH_SUFFIX = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*):([^\s:=<>!~(),;@\[\]]+)(.*)\Z", re.S)
+
+
 def _requirement(text: str) -> Spec:
+    graph = None
+    named = _GRAPH_SUFFIX.match(text)
+    if named:
+        from nnpm.format.variants import check_graph_name
+
+        try:
+            graph = check_graph_name(named.group(2), file=None, key="graph")
+        except ManifestError as exc:
+            raise SpecError(f"{text!r}: {exc.message}", hint="e.g. pkg:encoder") from None
+        text = named.group(1) + named.group(3)
+    spec = _plain_requirement(text)
+    return replace(spec, graph=graph, text=f"{spec.name}:{graph}{spec.specifier_text}") if graph else spec
+
+
+def _plain_requirement(text: str) -> Spec:
     try:
         req = Requirement(text)
     except InvalidRequirement:

@@ -17,7 +17,7 @@ from packaging.utils import canonicalize_name
 
 from nnpm.errors import PipelineError
 from nnpm.format.manifest import Manifest, Signature, TensorSpec
-from nnpm.format.project import PipelineSection, Project
+from nnpm.format.project import PipelineSection, Project, step_graph, step_package
 
 MAX_NESTING = 20
 
@@ -36,7 +36,8 @@ class Port:
     def parse(cls, text: str) -> "Port":
         """'resnet18.input' → Port('resnet18', 'input'); canonical step names hold no dots."""
         step, _, name = text.partition(".")
-        return cls(canonicalize_name(step), name)
+        package, colon, graph = step.partition(":")
+        return cls(canonicalize_name(package) + colon + graph, name)
 
 
 @dataclass(frozen=True)
@@ -180,6 +181,17 @@ def signature(wiring: Wiring, sigs: Mapping[str, Signature]) -> Signature:
     return Signature(inputs=specs(wiring.inputs, "inputs"), outputs=specs(wiring.outputs, "outputs"))
 
 
+def graph_signature(manifest: Manifest, graph: str | None, step: str, variant: str = "reference") -> Signature:
+    """The signature of the graph a step names (the package's only graph when `graph` is None)."""
+    names = manifest.graph_names()
+    if graph is None and len(names) > 1:
+        raise PipelineError(f"step {step!r}: {manifest.name} has several graphs; name one as "
+                            f"'{manifest.name}:GRAPH'", hint="its graphs: " + ", ".join(names))
+    if graph is not None and graph not in names:
+        raise PipelineError(f"step {step!r}: {manifest.name} has no graph {graph!r}", hint="its graphs: " + ", ".join(names))
+    return manifest.graph(variant, graph).signature
+
+
 def check_pipeline(project: Project, lookup: Callable[[str, SpecifierSet], Manifest | None], *,
                    _depth: int = 0) -> Signature | None:
     """Check a pipeline's wiring against the step manifests `lookup(name, specifier)` finds.
@@ -191,14 +203,17 @@ def check_pipeline(project: Project, lookup: Callable[[str, SpecifierSet], Manif
         raise PipelineError(f"{project.name}: pipelines nest more than {MAX_NESTING} levels deep (a cycle?)")
     sigs = {}
     for step in project.pipeline.steps:
-        manifest = lookup(step, project.dependencies[step])
+        package, graph = step_package(step), step_graph(step)
+        manifest = lookup(package, project.dependencies[package])
         if manifest is None:
             return None
         if manifest.project.pipeline is not None:
+            if graph is not None:
+                raise PipelineError(f"step {step!r}: {package} is a pipeline, it has no graph {graph!r}")
             sig = check_pipeline(manifest.project, lookup, _depth=_depth + 1)
             if sig is None:
                 return None
         else:
-            sig = manifest.signature
+            sig = graph_signature(manifest, graph, step)
         sigs[step] = sig
     return signature(plan(project.pipeline, sigs), sigs)
