@@ -173,7 +173,7 @@ def test_init_then_pack_succeeds(work):
     mk.save(mk.linear(), cwd / "net.onnx", location="net.bin")
     result = run_nnpm(home, "init", "pkg", "--from", "net.onnx", cwd=cwd, env=PLAIN, check=False)
     assert result.returncode == 0, result.stderr
-    assert sorted(os.listdir(cwd / "pkg")) == ["README.md", "model.onnx", "net.bin", "nnpm.toml"]
+    assert sorted(os.listdir(cwd / "pkg")) == ["README.md", "model.onnx", "net.bin", "nnpm.toml", "tests"]
     result = run_nnpm(home, "pack", "pkg", cwd=cwd, env=PLAIN, check=False)
     assert result.returncode == 0, result.stderr
     assert (cwd / "pkg" / "dist" / "pkg-0.1.0.nnpm").is_file()   # named after its folder

@@ -250,7 +250,7 @@ def test_init_names_the_package_after_its_folder_and_keeps_a_model_in_place(tmp_
     inplace.mkdir()
     (inplace / "net.onnx").write_bytes(source.read_bytes())
     assert _nnpm(home, "init", ".", "--from", "net.onnx", cwd=inplace).returncode == 0
-    assert sorted(p.name for p in inplace.iterdir()) == ["README.md", "net.onnx", "nnpm.toml"]
+    assert sorted(p.name for p in inplace.iterdir()) == ["README.md", "net.onnx", "nnpm.toml", "tests"]
     manifest = build(inplace).manifest
     assert manifest.name == "inplace" and manifest.project.model.file == "net.onnx"
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -11,8 +11,11 @@ from packaging.specifiers import SpecifierSet
 
 from nnpm.errors import ManifestError, PackageSafetyError
 from nnpm.format.limits import MAX_FILES, MAX_MANIFEST_BYTES
+from nnpm.format.graphs import GraphEntry, Graphs, expected_files
 from nnpm.format.manifest import FileEntry, Manifest
-from nnpm.format.project import Project, load_project
+from nnpm.format.project import SINGLE_GRAPH, Project, load_project
+from nnpm.format.signature import Signature
+from nnpm.format.variants import REFERENCE
 from nnpm.format.safety import check_file
 from nnpm.fsutil import atomic_write
 from nnpm.hashing import file_digest
@@ -31,26 +34,14 @@ class Built:
 
 def build(folder: Path, *, allow_hardlinks: bool = False) -> Built:
     """Validate a package folder and compute its manifest; writes nothing."""
-    from nnpm.format import onnxinfo
-
     folder = Path(folder)
     project = load_project(folder)
     rels = project.declared_files()
-    info = None
-    if project.model:
-        info = onnxinfo.read_model(folder, project.model.file, allow_hardlinks=allow_hardlinks)
-        declared = set(rels) - {project.model.file}
-        for rel in info.external_files:
-            if rel in declared:   # the registry hands its validator only the graph and its data files
-                raise PackageSafetyError(f"the graph keeps external data in {rel!r}, which the package declares as "
-                                         "its README, a labels file or an included file",
-                                         hint="save the weights to a data file of their own")
-        rels += [r for r in info.external_files if r not in rels]
-        names = {o.name for o in info.signature.outputs}
-        for out in project.model.outputs:
-            if out not in names:
-                raise ManifestError(f"the graph has no output {out!r}", file=str(folder / "nnpm.toml"),
-                                    key=f"model.outputs.{out}", hint="outputs are: " + ", ".join(sorted(names)))
+    tests = _test_arrays(folder, project, allow_hardlinks)
+    shapes = {key: tuple(array.shape) for key, array in tests[0].items()} if tests else {}
+    graphs, ir_version = _read_graphs(folder, project, allow_hardlinks, shapes) if project.models else ({}, None)
+    rels += [p for entries in graphs.values() for e in entries.values() for p in e.data if p not in rels]
+    rels = list(dict.fromkeys(rels))
     if len(rels) > MAX_FILES:
         raise PackageSafetyError(f"a package may hold at most {MAX_FILES} files")
     paths, entries = {}, []
@@ -59,11 +50,15 @@ def build(folder: Path, *, allow_hardlinks: bool = False) -> Built:
         digest, size = file_digest(path)
         paths[rel] = path
         entries.append(FileEntry(rel, size, digest))
-    manifest = Manifest(project=project, files=tuple(entries))
-    if info is not None:
-        manifest = Manifest(project=project, files=tuple(entries), signature=info.signature,
-                            opsets=info.opsets, ir_version=info.ir_version, params=info.params)
+    sizes = {e.path: e.size for e in entries}
+    graphs = {v: {g: replace(e, bytes=sum(sizes[p] for p in dict.fromkeys((e.file, *e.data))))
+                  for g, e in gs.items()} for v, gs in graphs.items()}
+    manifest = Manifest(project=project, files=tuple(entries), graph_table=graphs, **_top_level(graphs, ir_version))
     _check_labels(project, paths)
+    if tests:
+        from nnpm.format.selftest import check_test_arrays
+
+        check_test_arrays(manifest, *tests)
     raw = manifest.to_json()
     if len(raw) > MAX_MANIFEST_BYTES:
         raise PackageSafetyError(f"the manifest would be {len(raw)} bytes, over the limit of {MAX_MANIFEST_BYTES}",
@@ -73,10 +68,71 @@ def build(folder: Path, *, allow_hardlinks: bool = False) -> Built:
     return Built(manifest, paths)
 
 
+def _read_graphs(folder: Path, project: Project, allow_hardlinks: bool,
+                 shapes: dict[str, tuple[int, ...]]) -> tuple[Graphs, int]:
+    """Every graph of every variant, read and costed (sizes are filled in once files are hashed); the IR version."""
+    from nnpm.format import cost, onnxinfo
+
+    toml = str(folder / "nnpm.toml")
+    not_data = set(project.declared_files())
+    graphs: Graphs = {}
+    ir_version = 0
+    for variant, files in expected_files(project).items():
+        graphs[variant] = {}
+        for graph, rel in files.items():
+            info = onnxinfo.read_model(folder, rel, allow_hardlinks=allow_hardlinks, keep_proto=True)
+            ir_version = max(ir_version, info.ir_version) if variant == REFERENCE else ir_version
+            for data in info.external_files:
+                if data in not_data:   # the registry hands its validator only graphs and their data files
+                    raise PackageSafetyError(f"the graph {rel!r} keeps external data in {data!r}, which the package "
+                                             "declares as a graph, its README, a labels file or an included file",
+                                             hint="save the weights to a data file of their own")
+            if variant == REFERENCE:
+                _check_outputs(project, graph, info.signature, toml)
+            graph_shapes = {port.split("/", 1)[-1]: shape for port, shape in shapes.items()
+                            if len(files) == 1 or port.startswith(graph + "/")}
+            graphs[variant][graph] = GraphEntry(
+                rel, info.signature, info.external_files, params=info.params, opsets=info.opsets,
+                macs=cost.graph_macs(info.proto, graph_shapes or None), precision=cost.dominant_precision(info.proto))
+    return graphs, ir_version
+
+
+def _check_outputs(project: Project, graph: str, signature: Signature, toml: str) -> None:
+    names = {o.name for o in signature.outputs}
+    for out in project.models[graph].outputs:
+        if out not in names:
+            where = "model" if list(project.models) == [SINGLE_GRAPH] else f"models.{graph}"
+            raise ManifestError(f"the graph has no output {out!r}", file=toml, key=f"{where}.outputs.{out}",
+                                hint="outputs are: " + ", ".join(sorted(names)))
+
+
+def _test_arrays(folder: Path, project: Project, allow_hardlinks: bool) -> tuple[dict, dict] | None:
+    """The self-test's input and output arrays (None without [tests]): checked against the graphs once they are read."""
+    if project.tests is None:
+        return None
+    from nnpm.format.selftest import load_arrays
+
+    return tuple(load_arrays(check_file(folder, rel, allow_hardlinks=allow_hardlinks), what=what)
+                 for rel, what in ((project.tests.inputs, "the test inputs"), (project.tests.outputs, "the test outputs")))
+
+
+def _top_level(graphs: Graphs, ir_version: int | None) -> dict:
+    """Manifest fields of the reference: its one graph's, or for several graphs the union (no signature)."""
+    ref = list(graphs.get(REFERENCE, {}).values())
+    if not ref:
+        return {}
+    opsets: dict[str, int] = {}
+    for entry in ref:
+        for domain, version in entry.opsets.items():
+            opsets[domain] = max(version, opsets.get(domain, 0))
+    return {"signature": ref[0].signature if len(ref) == 1 else None, "opsets": opsets,
+            "params": sum(e.params for e in ref), "ir_version": ir_version}
+
+
 def _check_labels(project: Project, paths: dict[str, Path]) -> None:
     from nnpm.format.labels import parse_labels
 
-    for info in (project.model.outputs.values() if project.model else ()):
+    for info in (o for m in project.models.values() for o in m.outputs.values()):
         if info.labels:
             parse_labels(paths[info.labels].read_bytes(), path=info.labels)
 
