@@ -134,6 +134,8 @@ def test_a_step_whose_external_data_escapes_is_one_clear_error(tmp_path: Path, m
     for f in manifest["files"]:
         if f["path"] == "model.onnx":
             f["size"], f["sha256"] = len(raw), hashlib.sha256(raw).hexdigest()
+    graph = manifest["graphs"]["reference"]["model"]
+    graph["bytes"] = len(raw) + sum(f["size"] for f in manifest["files"] if f["path"] in graph["data"])
     from nnpm.format.manifest import Manifest
 
     canonical = Manifest.from_dict(manifest).to_json()

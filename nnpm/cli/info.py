@@ -30,7 +30,15 @@ def info(
     summary(manifest, Signature.from_dict(data["signature"]) if data.get("signature") else None)
     for f in manifest.files:
         out.print(f"  {f.path}  {human_size(f.size)}  sha256:{f.sha256[:16]}…")
-    out.print(f"  installed: {data['installed_path'] or 'no'}")
+    out.print(f"  installed: {data['installed_path'] or 'no'}"
+              + (f" (variant {literal(data['installed_variant'])})" if data.get("installed_variant")
+                 and len(data.get("variants") or []) > 1 else ""))
+    if len(data.get("variants") or []) > 1 or data.get("measured"):
+        from nnpm.cli.output import variants_table
+        from nnpm.format.measured import machine_text
+
+        out.print(variants_table(data["variants"]))
+        out.print("  " + literal(machine_text(data.get("measured")) or "not measured by the registry"))
     if data.get("versions"):
         out.print("  versions: " + ", ".join(v + (" (yanked)" if y else "") for v, y in data["versions"]))
     if data.get("registry_unreachable"):

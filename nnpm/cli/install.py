@@ -33,6 +33,11 @@ def install(
                                "rebuild the installed folders."),
     upgrade: bool = typer.Option(False, "--upgrade", "-U", help="Upgrade the named packages to the newest allowed."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    prefer: str = typer.Option("reference", "--prefer", help="Which variant: reference, speed (fastest measured) or "
+                               "size (smallest), within --max-drift.", metavar="reference|speed|size"),
+    max_drift: float = typer.Option(0.01, "--max-drift", help="Largest measured drift (relative L2 against the "
+                                    "reference) --prefer may accept.", min=0.0),
+    variant: str = typer.Option(None, "--variant", help="Install this variant of the named packages."),
 ) -> None:
     """Install packages and their dependencies into an environment."""
     import sys
@@ -50,12 +55,14 @@ def install(
     else:
         if not specs:
             raise ManifestError("nothing to install", hint="e.g. nnpm install resnet18, or --locked")
-        result = inst.install(specs, pre=pre, force=force, upgrade=upgrade)
+        result = inst.install(specs, pre=pre, force=force, upgrade=upgrade, policy=_policy(prefer, max_drift, variant))
     for warning in result.warnings:
         print(f"warning: {literal(warning)}", file=sys.stderr)
     upgraded = {name: old for name, old, _ in result.upgraded}
     for name, version in result.installed:
         say(f"upgraded {name} {upgraded[name]} -> {version}" if name in upgraded else f"installed {name} {version}")
+        if name in result.variants:
+            say(f"  variant {literal(result.variants[name].variant)}: {literal(result.variants[name].reason)}")
     for name, version in result.removed:
         say(f"removed {name} {version}")
     if result.satisfied:
@@ -67,6 +74,18 @@ def install(
     f = result.fetched
     say(f"env {inst.env.name}: {plural(f.downloaded, 'blob')} fetched ({human_size(f.bytes)}), "
         f"{f.present} already in the store, {plural(result.linked, 'file')} linked")
+
+
+def _policy(prefer: str, max_drift: float, variant: str | None):
+    """The variant policy the options ask for."""
+    from nnpm.errors import SpecError
+    from nnpm.install.variants import PREFER, Policy
+
+    if prefer not in PREFER:
+        raise SpecError(f"--prefer {prefer!r} is not one of {', '.join(PREFER)}", hint="e.g. --prefer speed")
+    if variant is not None and prefer != "reference":
+        raise SpecError("--variant pins one variant; give it without --prefer")
+    return Policy(prefer=prefer, max_drift=max_drift, pin=variant)
 
 
 def uninstall(

@@ -23,7 +23,7 @@ def list_(
 
         raise EnvError(f"no environment named {env!r}", hint="see 'nnpm env list'")
     lock = e.lock()
-    rows = [{"name": n, "version": p.version, "source": p.source, "requested": p.requested,
+    rows = [{"name": n, "version": p.version, "variant": p.variant, "source": p.source, "requested": p.requested,
              "size": sum(s for _, s, _ in p.files)} for n, p in sorted(lock.packages.items())]
     if as_json:
         print(json.dumps({"env": e.name, "packages": rows}, indent=1))
@@ -35,10 +35,12 @@ def list_(
     from rich.table import Table
 
     table = Table(show_edge=False, box=None, pad_edge=False)
-    for col in ("name", "version", "size", "source"):
+    variants = any(r["variant"] != "reference" for r in rows)
+    for col in ("name", "version") + (("variant",) if variants else ()) + ("size", "source"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["name"] + ("" if r["requested"] else " (dep)"), r["version"], human_size(r["size"]), r["source"])
+        table.add_row(r["name"] + ("" if r["requested"] else " (dep)"), r["version"],
+                      *((r["variant"],) if variants else ()), human_size(r["size"]), r["source"])
     out.print(f"env {e.name}:")
     out.print(table)
 

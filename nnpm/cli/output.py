@@ -75,11 +75,35 @@ def summary(m: "Manifest", signature: "Signature | None" = None) -> None:
         out.print("  pipeline: " + " -> ".join(m.project.pipeline.steps))
     if m.signature or signature:
         out.print(signature_table(m.signature or signature))
+    elif len(m.project.models) > 1:
+        for graph in m.graph_names():
+            out.print(f"  graph {graph} ({m.project.models[graph].file}):")
+            out.print(signature_table(m.graph("reference", graph).signature))
     order = list(m.project.pipeline.steps) if m.project.pipeline else []   # a pipeline's in step order
     names = order + [n for n in m.project.dependencies if n not in order]
     deps = ", ".join(f"{n}{m.project.dependencies[n]}" for n in names)
     out.print(f"  params: {m.params:,}   {plural(len(m.files), 'file')}   size: {human_size(m.total_size)}"
               + (f"   deps: {deps}" if deps else ""))
+
+
+def _figure(value: object, fmt: str, unit: str = "") -> str:
+    return "-" if value is None else format(value, fmt) + unit
+
+
+def variants_table(rows: list[dict]) -> "Table":
+    """Variants side by side: precision, size, MACs, drift, latency, peak memory, and against the reference."""
+    from rich.table import Table
+
+    table = Table(show_edge=False, box=None, pad_edge=False)
+    for col in ("variant", "precision", "size", "MACs", "drift (rel L2)", "latency", "memory", ""):
+        table.add_column(col)
+    for r in rows:
+        drift = "0 (reference)" if r["variant"] == "reference" else _figure(r.get("rel_l2"), ".2g")
+        table.add_row(literal(r["variant"]), literal(r.get("precision") or "?"), human_size(r["bytes"]),
+                      _figure(r.get("macs"), ",d"), drift, _figure(r.get("latency_ms"), ".2f", " ms"),
+                      human_size(r["peak_memory"]) if r.get("peak_memory") is not None else "-",
+                      literal(r.get("skipped") and f"not measured: {r['skipped']}" or r.get("comparison") or ""))
+    return table
 
 
 def plural(count: int, noun: str) -> str:

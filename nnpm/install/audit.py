@@ -56,7 +56,7 @@ def audit(settings: "Settings", store: "Store") -> Audit:
     for env_name in env_names(settings):
         env = open_env(env_name, settings)
         for name, locked in sorted(env.lock().packages.items()):
-            files_dir = env.package_dir(name, locked.version) / FILES_DIR
+            files_dir = env.package_dir(name, locked.version, locked.variant) / FILES_DIR
             bad = []
             for rel, size, digest in locked.files:
                 result.files_checked += 1

@@ -58,6 +58,12 @@ class InstalledPackage:
     version: Version
     path: Path
     manifest: Manifest
+    variant: str = "reference"
+
+    @property
+    def files(self) -> tuple:
+        """The manifest entries of the files installed: the installed variant's."""
+        return self.manifest.files_for(self.variant)
 
     def verify(self) -> None:
         """Check the folders are real, every file's size, and its sha256 when its stat changed since install."""
@@ -71,7 +77,7 @@ class InstalledPackage:
             recorded = json.loads((self.path.parent / STAT_NAME).read_text())
         except (OSError, ValueError):
             recorded = {}
-        for entry in self.manifest.files:
+        for entry in self.files:
             try:
                 path = check_file(self.path, entry.path, allow_hardlinks=True, what="installed file")
             except PackageSafetyError as exc:
@@ -110,9 +116,9 @@ class Environment:
         """The current lock."""
         return Lock.read(self.lock_path)
 
-    def package_dir(self, name: str, version: str) -> Path:
-        """Folder of one installed version."""
-        return self.root / "pkgs" / f"{name}-{version}"
+    def package_dir(self, name: str, version: str, variant: str = "reference") -> Path:
+        """Folder of one installed version (and variant: `NAME-VERSION@int8`)."""
+        return self.root / "pkgs" / (f"{name}-{version}" + ("" if variant == "reference" else f"@{variant}"))
 
     def cache_dir(self) -> Path:
         """Per-environment folder for derived files (e.g. fused graphs)."""
@@ -125,7 +131,7 @@ class Environment:
         return {name: self._installed(name, locked) for name, locked in self.lock().packages.items()}
 
     def _installed(self, name: str, locked: LockedPackage) -> InstalledPackage:
-        folder = self.package_dir(name, locked.version)
+        folder = self.package_dir(name, locked.version, locked.variant)
         record = folder / MANIFEST_NAME
         try:
             raw = record.read_bytes()
@@ -136,7 +142,7 @@ class Environment:
             raise EnvError(f"environment {self.name!r} is damaged: {record} is not the manifest the lock names",
                            hint=repair_hint(name, locked.version))
         manifest = Manifest.from_json(raw, file=str(record))
-        return InstalledPackage(name, Version(locked.version), folder / FILES_DIR, manifest)
+        return InstalledPackage(name, Version(locked.version), folder / FILES_DIR, manifest, locked.variant)
 
     def get(self, name: str, version: str | None = None) -> InstalledPackage:
         """One installed package (optionally an exact version) or NotInstalledError."""
@@ -158,13 +164,14 @@ class Environment:
         # the old lock to committing the new one, and _apply takes it again inside.
         return FileLock(str(self.root / ".install.lock"), is_singleton=True)
 
-    def prepare(self, store: "Store", manifest: Manifest, manifest_bytes: bytes) -> tuple[Path, int]:
-        """Make the folder of one version from store blobs (aside, then renamed); returns (folder, links).
+    def prepare(self, store: "Store", manifest: Manifest, manifest_bytes: bytes,
+                variant: str = "reference") -> tuple[Path, int]:
+        """Make the folder of one version (one variant's files) from store blobs, aside then renamed; (folder, links).
 
         The package's files go under files/, nnpm's records beside it: no package path can
         name a record, so writing a record can never write through a link into the store.
         """
-        final = self.package_dir(manifest.name, str(manifest.version))
+        final = self.package_dir(manifest.name, str(manifest.version), variant)
         if final.is_dir():
             return final, 0
         tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
@@ -172,7 +179,7 @@ class Environment:
         (tmp / FILES_DIR).mkdir(parents=True)
         links = 0
         stats = {}
-        for entry in manifest.files:
+        for entry in manifest.files_for(variant):
             dest = tmp / FILES_DIR / entry.path
             links += store.link_into(entry.sha256, dest)
             st = os.lstat(dest)
@@ -185,7 +192,7 @@ class Environment:
     def commit(self, lock: Lock) -> None:
         """Write the new lock atomically, then remove folders it no longer names."""
         atomic_write(self.lock_path, lock.to_json(), durable=True)
-        keep = {f"{n}-{p.version}" for n, p in lock.packages.items()}
+        keep = {self.package_dir(n, p.version, p.variant).name for n, p in lock.packages.items()}
         pkgs = self.root / "pkgs"
         if pkgs.is_dir():
             for folder in pkgs.iterdir():

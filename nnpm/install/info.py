@@ -16,11 +16,11 @@ def describe(spec: str, *, env: str | None = None, registry: str | None = None) 
         raise SpecError(f"{spec!r} is not NAME or NAME==VERSION", hint="e.g. nnpm info resnet18==1.0.0")
     name, version = parsed.name, str(parsed.pinned) if parsed.pinned else None
     settings = load_settings(env=env, registry=registry)
-    signature = None
+    signature = measured = installed_variant = None
     try:
         env = open_env(settings=settings)
         pkg = env.get(name, version)
-        manifest, path = pkg.manifest.to_dict(), str(pkg.path)
+        manifest, path, installed_variant = pkg.manifest.to_dict(), str(pkg.path), pkg.variant
         if pkg.manifest.project.pipeline:   # a pipeline's interface is its steps' exposed ports
             from nnpm.runtime.steps import step_signature
 
@@ -42,7 +42,9 @@ def describe(spec: str, *, env: str | None = None, registry: str | None = None) 
             packument, offline = None, exc.message          # installed: show it without the registry
         if packument:
             versions = [(str(r.version), r.yanked) for r in packument.releases]
-            release = packument.release(version) if version else packument.latest
+            shown = version or (manifest or {}).get("package", {}).get("version")
+            release = packument.release(shown) if shown else packument.latest
+            measured = release.measured if release is not None else None
             if manifest is None and release is not None:
                 manifest = release.manifest_data
                 if release.signature is not None:
@@ -51,5 +53,18 @@ def describe(spec: str, *, env: str | None = None, registry: str | None = None) 
         raise NotFoundError(f"{spec} is neither installed nor on the registry",
                             hint="check the name with 'nnpm search'")
     return {"name": name, "manifest": manifest, "signature": signature or (manifest or {}).get("signature"),
-            "installed_path": path, "versions": versions,
+            "installed_path": path, "installed_variant": installed_variant, "versions": versions,
+            "variants": _variants(manifest, measured), "measured": measured,
             "registry_unreachable": offline}
+
+
+def _variants(manifest_data: dict, measured: dict | None) -> list[dict]:
+    """The variant rows of a model package: cost from the manifest, figures from the registry's measurement."""
+    from nnpm.format.manifest import Manifest
+
+    manifest = Manifest.from_dict(manifest_data)
+    if not manifest.project.models:
+        return []
+    from nnpm.format.measured import variant_rows
+
+    return [row.to_dict() | {"comparison": row.comparison()} for row in variant_rows(manifest, measured)]

@@ -32,21 +32,30 @@ class LockedPackage:
     manifest_sha256: str
     source: str                   # registry URL, or "path:<where it came from>"
     requested: bool               # asked for by the user (not only a dependency)
-    files: tuple[tuple[str, int, str], ...]   # (path, size, sha256)
+    files: tuple[tuple[str, int, str], ...]   # (path, size, sha256): the installed variant's files
+    variant: str = "reference"    # which precision of the package is installed
+    variant_reason: str = ""      # why the installer chose it (empty for a package without variants)
 
     def to_dict(self) -> dict:
-        """JSON form."""
-        return {"version": self.version, "manifest_sha256": self.manifest_sha256, "source": self.source,
-                "requested": self.requested,
-                "files": [{"path": p, "size": s, "sha256": d} for p, s, d in self.files]}
+        """JSON form (variant keys only for a package with variants, so older locks read the same)."""
+        out = {"version": self.version, "manifest_sha256": self.manifest_sha256, "source": self.source,
+               "requested": self.requested,
+               "files": [{"path": p, "size": s, "sha256": d} for p, s, d in self.files]}
+        if self.variant != "reference" or self.variant_reason:
+            out |= {"variant": self.variant, "variant_reason": self.variant_reason}
+        return out
 
     @classmethod
     def from_dict(cls, name: str, data: dict) -> "LockedPackage":
         """Parse one lock entry."""
         try:
+            variant, reason = data.get("variant", "reference"), data.get("variant_reason", "")
+            if not isinstance(variant, str) or not isinstance(reason, str):
+                raise ValueError("variant and variant_reason must be strings")
             return cls(name=name, version=data["version"], manifest_sha256=data["manifest_sha256"],
                        source=data["source"], requested=bool(data.get("requested", True)),
-                       files=tuple((f["path"], int(f["size"]), f["sha256"]) for f in data["files"]))
+                       files=tuple((f["path"], int(f["size"]), f["sha256"]) for f in data["files"]),
+                       variant=variant, variant_reason=reason)
         except (KeyError, TypeError, ValueError) as exc:
             raise EnvError(f"lock entry for {name!r} is malformed ({exc})",
                            hint="reinstall the package, or remove the lock file") from None
@@ -86,8 +95,11 @@ class Lock:
 
 
 def check_lock_entry(locked: LockedPackage, manifest: "Manifest") -> None:
-    """IntegrityError unless the lock entry names this manifest's package, version and exact files."""
-    files = tuple((f.path, f.size, f.sha256) for f in manifest.files)
+    """IntegrityError unless the lock entry names this manifest's package, version, variant and its exact files."""
+    if locked.variant not in manifest.variant_names():
+        raise IntegrityError(f"{locked.name} {locked.version}: the lock file names variant {locked.variant!r}, which "
+                             "the package does not have", hint="restore the lock file, or install again without --locked")
+    files = tuple((f.path, f.size, f.sha256) for f in manifest.files_for(locked.variant))
     if (manifest.name, str(manifest.version)) != (locked.name, locked.version) or files != locked.files:
         what = "version" if str(manifest.version) != locked.version or manifest.name != locked.name else "files"
         raise IntegrityError(f"{locked.name} {locked.version}: the lock file's {what} do not match the manifest it "

@@ -26,6 +26,7 @@ from nnpm.install.env import Environment, open_env
 from nnpm.install.fetch import FetchStats, Wanted, fetch_all
 from nnpm.install.lockfile import Lock, LockedPackage, check_lock_entry
 from nnpm.install.store import Store
+from nnpm.install.variants import Choice, Policy, choose
 
 if TYPE_CHECKING:
     from nnpm.client.api import RegistryClient
@@ -44,6 +45,7 @@ class InstallResult:
     fetched: FetchStats = field(default_factory=FetchStats)
     linked: int = 0
     satisfied: bool = False            # everything asked for was installed already: nothing was fetched
+    variants: dict[str, Choice] = field(default_factory=dict)   # the variant chosen per package with variants
 
 
 @dataclass(frozen=True)
@@ -108,19 +110,21 @@ class Installer:
         return self.settings.registry or "registry"
 
     def install(self, specs: list[str], *, pre: bool = False, force: bool = False,
-                upgrade: bool = False) -> InstallResult:
+                upgrade: bool = False, policy: Policy | None = None) -> InstallResult:
         """Install packages (names, requirements, folders, archives) and their dependencies.
 
         As pip does: a requirement the environment already satisfies changes nothing and
-        needs no network, unless `upgrade` (newest allowed versions) or `force` (rebuild)."""
+        needs no network, unless `upgrade` (newest allowed versions), `force` (rebuild) or a
+        variant `policy` other than the default (nnpm/install/variants.py)."""
+        policy = policy or Policy()
         # Read the current lock and commit the new one under the same lock: a concurrent install
         # would otherwise resolve from a stale lock and drop what the other one just installed.
         with self.env.install_lock():
-            if not (force or upgrade):
+            if not (force or upgrade or policy.explicit):
                 done = self._already_satisfied(specs)
                 if done is not None:
                     return done
-            return self._install(specs, pre=pre, force=force, upgrade=upgrade)
+            return self._install(specs, pre=pre, force=force, upgrade=upgrade, policy=policy)
 
     def _already_satisfied(self, specs: list[str]) -> InstallResult | None:
         """The result when every spec names an installed version it allows (None otherwise); no network."""
@@ -136,7 +140,7 @@ class Installer:
                                   for n, p in current.packages.items()}))
         return InstallResult(unchanged=[(n, current.packages[n].version) for n in sorted(names)], satisfied=True)
 
-    def _install(self, specs: list[str], *, pre: bool, force: bool, upgrade: bool = False) -> InstallResult:
+    def _install(self, specs: list[str], *, pre: bool, force: bool, upgrade: bool, policy: Policy) -> InstallResult:
         from nnpm.errors import ResolutionError
         from nnpm.install.resolve import resolve
 
@@ -178,12 +182,27 @@ class Installer:
             manifests[name] = manifest
         flags = {n for n, p in current.packages.items() if p.requested} | requested
         sources = {n: (locals_[n].source if n in locals_ else self._source()) for n in manifests}
-        result = self._apply(manifests, sources, flags, force=force)
+        variants = self._choose_variants(manifests, chosen, current, policy, requested)
+        result = self._apply(manifests, sources, flags, variants, force=force)
         result.warnings += [f"{n} {c.version} is yanked: {c.release.yanked_reason or 'no reason given'}"
                             for n, c in chosen.items() if c.yanked]
         result.upgraded = [(n, current.packages[n].version, v) for n, v in result.installed
                            if n in current.packages and current.packages[n].version != v]
         return result
+
+    def _choose_variants(self, manifests: dict[str, Manifest], chosen: dict, current: Lock, policy: Policy,
+                         requested: set[str]) -> dict[str, Choice]:
+        """One variant per package: the policy's, or (by default) the one already installed where it still exists."""
+        out = {}
+        for name, manifest in manifests.items():
+            before = current.packages.get(name)
+            if not policy.explicit and before is not None and before.variant in manifest.variant_names():
+                out[name] = Choice(before.variant, before.variant_reason)
+                continue
+            release = chosen[name].release if name in chosen else None
+            out[name] = choose(manifest, release.measured if release else None, policy,
+                               pinned_here=name in requested)
+        return out
 
     def _stored_manifest(self, locked: LockedPackage) -> Manifest:
         """The manifest of an installed package: from the store, else its env folder."""
@@ -201,7 +220,8 @@ class Installer:
             check_runtime(manifest)
             manifests[name], sources[name] = manifest, locked.source
         flags = {n for n, p in lock.packages.items() if p.requested}
-        return self._apply(manifests, sources, flags)
+        variants = {n: Choice(p.variant, p.variant_reason) for n, p in lock.packages.items()}
+        return self._apply(manifests, sources, flags, variants)
 
     def _locked_manifest(self, locked: LockedPackage) -> Manifest:
         if self.store.has(locked.manifest_sha256):
@@ -219,26 +239,29 @@ class Installer:
         return manifest
 
     def _apply(self, manifests: dict[str, Manifest], sources: dict[str, str], requested: set[str],
-               *, force: bool = False) -> InstallResult:
-        """Fetch what is missing, prepare folders aside, swap the lock in; `force` re-verifies and rebuilds."""
+               variants: dict[str, Choice], *, force: bool = False) -> InstallResult:
+        """Fetch what is missing (the chosen variants' files only), prepare folders aside, swap the lock in;
+        `force` re-verifies and rebuilds."""
+        files = {n: m.files_for(variants[n].variant) for n, m in manifests.items()}
         with self.store.using():   # `cache clean` waits until these blobs are linked and locked
             if force:
-                self._discard_corrupt(manifests)
-            wanted = [Wanted(f.sha256, f.size, f"{m.name} {f.path}") for m in manifests.values() for f in m.files]
+                self._discard_corrupt(files)
+            wanted = [Wanted(f.sha256, f.size, f"{n} {f.path}") for n, fs in files.items() for f in fs]
             fetched = fetch_all(lambda: self.client, self.store, wanted, progress=self.progress)
             crash.point("after-fetch")
-            result = self._link(manifests, sources, requested, force=force)
+            result = self._link(manifests, sources, requested, variants, force=force)
         result.fetched = fetched
+        result.variants = {n: c for n, c in variants.items() if len(manifests[n].variant_names()) > 1}
         return result
 
-    def _discard_corrupt(self, manifests: dict[str, Manifest]) -> None:
+    def _discard_corrupt(self, files: dict[str, tuple]) -> None:
         """For --force: re-hash every stored blob these packages use; a corrupt one goes, to be fetched again."""
-        for digest in {f.sha256 for m in manifests.values() for f in m.files}:
+        for digest in {f.sha256 for fs in files.values() for f in fs}:
             if self.store.has(digest) and not self.store.verify_blob(digest):
                 self.store.discard(digest)
 
-    def _link(self, manifests: dict[str, Manifest], sources: dict[str, str], requested: set[str], *,
-              force: bool) -> InstallResult:
+    def _link(self, manifests: dict[str, Manifest], sources: dict[str, str], requested: set[str],
+              variants: dict[str, Choice], *, force: bool) -> InstallResult:
         result = InstallResult()
         with self.env.install_lock():
             old = self.env.lock()
@@ -246,17 +269,19 @@ class Installer:
             for name, m in sorted(manifests.items()):
                 raw = m.to_json()
                 digest = self.store.add_bytes(raw)
+                variant = variants[name]
                 if force:
-                    _drop(self.env.package_dir(name, str(m.version)))
-                _, links = self.env.prepare(self.store, m, raw)
+                    _drop(self.env.package_dir(name, str(m.version), variant.variant))
+                _, links = self.env.prepare(self.store, m, raw, variant.variant)
                 result.linked += links
                 new.packages[name] = LockedPackage(
                     name=name, version=str(m.version), manifest_sha256=digest, source=sources[name],
                     requested=name in requested,
-                    files=tuple((f.path, f.size, f.sha256) for f in m.files))
+                    files=tuple((f.path, f.size, f.sha256) for f in m.files_for(variant.variant)),
+                    variant=variant.variant, variant_reason=variant.reason)
                 before = old.packages.get(name)
-                target = result.unchanged if before and before.version == str(m.version) and not force \
-                    else result.installed
+                same = before and (before.version, before.variant) == (str(m.version), variant.variant)
+                target = result.unchanged if same and not force else result.installed
                 target.append((name, str(m.version)))
             crash.point("before-commit")
             result.removed = [(n, p.version) for n, p in old.packages.items() if n not in new.packages]

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from nnpm.errors import ModelError, NnpmError
 from nnpm.runtime.compose import fuse
+from nnpm.format.project import step_graph
 from nnpm.runtime.steps import installed_steps, wiring_of
 
 if TYPE_CHECKING:
@@ -39,11 +40,11 @@ GRAPH_NAME = "model.onnx"
 DataFiles = dict[str, Path]   # location in the fused graph -> verified file it reads
 
 
-def _load_step(pkg: "InstalledPackage", prefix: str) -> tuple["onnx.ModelProto", DataFiles]:
-    """One model step's graph, its external data checked and relocated under `prefix`."""
+def _load_step(pkg: "InstalledPackage", prefix: str, graph: str | None = None) -> tuple["onnx.ModelProto", DataFiles]:
+    """One model step's graph (of its installed variant), its external data checked and relocated under `prefix`."""
     import onnx
 
-    rel = pkg.manifest.project.model.file
+    rel = pkg.manifest.graph(pkg.variant, graph).file
     try:
         model = onnx.load(str(pkg.path / rel), load_external_data=False)
     except Exception as exc:  # protobuf's DecodeError and friends
@@ -56,7 +57,7 @@ def _relocate(model: "onnx.ModelProto", pkg: "InstalledPackage", rel: str, prefi
 
     from nnpm.format.onnxinfo import check_external, tensors
 
-    listed = {f.path for f in pkg.manifest.files}
+    listed = {f.path for f in pkg.files}
     model_dir = os.path.dirname(rel)
 
     def source_of(tensor) -> str:
@@ -102,7 +103,7 @@ def fused_graph(pkg: "InstalledPackage", env: "Environment", prefix: str = "") -
     models, data = {}, {}
     for step, sub in installed_steps(pkg, env, verify=True).items():
         if sub.manifest.project.model:
-            models[step], found = _load_step(sub, f"{prefix}{step}/")
+            models[step], found = _load_step(sub, f"{prefix}{step}/", step_graph(step))
         else:
             models[step], found = fused_graph(sub, env, f"{prefix}{step}/")
         data.update(found)
@@ -121,7 +122,7 @@ def _cache_key(pkg: "InstalledPackage", env: "Environment") -> str:
             parts.append(_cache_key(p, env))
         else:
             parts.append(p.manifest.to_json().decode())
-            parts += [os.stat(p.path / f.path).st_ino for f in p.manifest.files]
+            parts += [os.stat(p.path / f.path).st_ino for f in p.files]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 

@@ -43,7 +43,7 @@ def load(spec: "str | os.PathLike[str]", *, env: "str | Environment | None" = No
     if not isinstance(spec, (str, os.PathLike)):
         raise TypeError(f"load() takes a name, path or .nnpm file, not {type(spec).__name__}")
     parsed = parse_spec(spec)
-    kw = {"providers": providers, "session_options": session_options, "fuse": fuse}
+    kw = {"providers": providers, "session_options": session_options, "fuse": fuse, "graph": parsed.graph}
     if not parsed.is_path:
         return _from_env(parsed, env, verify=verify, **kw)
     path = parsed.path
@@ -70,13 +70,16 @@ def _env(env: "str | Environment | None") -> "Environment":
     return env
 
 
-def _open(pkg: "InstalledPackage", env: Any, *, verify: bool, fuse: bool = True, **kw: Any) -> Any:
-    """A Model for a model package, a fused (or stepwise) one for a pipeline."""
+def _open(pkg: "InstalledPackage", env: Any, *, verify: bool, fuse: bool = True, graph: str | None = None,
+          **kw: Any) -> Any:
+    """A Model (or Models) for a model package, a fused (or stepwise) one for a pipeline."""
     if pkg.manifest.project.pipeline:
+        if graph is not None:
+            raise ManifestError(f"{pkg.name} is a pipeline; it has no graph {graph!r} to name")
         from nnpm.runtime.pipeline import load_pipeline
 
         return load_pipeline(pkg, _env(env), verify=verify, fuse=fuse, **kw)
-    return open_model(pkg.manifest, pkg.path, **kw)
+    return open_model(pkg.manifest, pkg.path, variant=pkg.variant, graph=graph, **kw)
 
 
 def _from_env(spec: Spec, env: Any, *, verify: bool, **kw: Any) -> Any:
@@ -111,14 +114,15 @@ def _from_unpacked(folder: Path, env: Any, *, manifest: Manifest | None = None, 
         _hash_files(manifest, folder)
     if manifest.project.pipeline:
         return _open(_as_package(manifest, folder), env, verify=True, **kw)
-    info = onnxinfo.read_model(folder, manifest.project.model.file, allow_hardlinks=not trusted)
-    if info.signature != manifest.signature:
-        raise IntegrityError(f"{manifest.name} {manifest.version}: the manifest's signature does not match "
-                             f"{manifest.project.model.file}", hint="pack the package again with 'nnpm pack'")
     listed = {f.path for f in manifest.files}
-    missing = [f for f in info.external_files if f not in listed]
-    if missing:
-        raise IntegrityError(f"{manifest.name}: external data {missing[0]!r} is not in the manifest")
+    for entry in manifest.graphs["reference"].values():
+        info = onnxinfo.read_model(folder, entry.file, allow_hardlinks=not trusted)
+        if info.signature != entry.signature:
+            raise IntegrityError(f"{manifest.name} {manifest.version}: the manifest's signature does not match "
+                                 f"{entry.file}", hint="pack the package again with 'nnpm pack'")
+        missing = [f for f in info.external_files if f not in listed]
+        if missing:
+            raise IntegrityError(f"{manifest.name}: external data {missing[0]!r} is not in the manifest")
     kw.pop("fuse", None)
     return open_model(manifest, folder, path=path or folder, **kw)
 

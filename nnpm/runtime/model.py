@@ -38,6 +38,8 @@ class Model:
             raise ManifestError(f"{manifest.name} {manifest.version} has no signature")
         self._labels = {k: list(v) for k, v in (labels or {}).items()}
         self._output_names = [o.name for o in session.get_outputs()]
+        self.graph: str | None = None          # which graph of its package, and which variant
+        self.variant = "reference"
 
     @property
     def name(self) -> str:
@@ -145,20 +147,68 @@ def check_providers(providers: Sequence[Any] | None) -> list[Any]:
     return chosen
 
 
+class Models:
+    """The graphs of a package of several, one Model each: ``m.encoder(x)``, ``m["decoder"]``, ``m.names``."""
+
+    def __init__(self, manifest: Manifest, models: dict[str, Model]) -> None:
+        self.manifest = manifest
+        self._models = dict(models)
+
+    @property
+    def names(self) -> list[str]:
+        """The graph names, sorted."""
+        return list(self._models)
+
+    def __getitem__(self, graph: str) -> Model:
+        try:
+            return self._models[graph]
+        except KeyError:
+            raise KeyError(f"{self.manifest.name} has no graph {graph!r}; it has {', '.join(self.names)}") from None
+
+    def __getattr__(self, graph: str) -> Model:
+        models = self.__dict__.get("_models", {})
+        if graph in models:
+            return models[graph]
+        raise AttributeError(f"{self.__dict__.get('manifest').name if 'manifest' in self.__dict__ else 'package'} "
+                             f"has no graph {graph!r}")
+
+    def __iter__(self):
+        return iter(self._models.values())
+
+    def __len__(self) -> int:
+        return len(self._models)
+
+    def __repr__(self) -> str:
+        return f"<nnpm.Models {self.manifest.name} {self.manifest.version}: {', '.join(self.names)}>"
+
+
 def open_model(manifest: Manifest, folder: Path, *, path: Path | None = None, providers: Any = None,
-               session_options: Any = None) -> Model:
-    """A Model over the graph of a model package whose files are in `folder` (already verified)."""
+               session_options: Any = None, variant: str = "reference", graph: str | None = None) -> "Model | Models":
+    """The Model of one graph (or Models of every graph) of a package whose files are in `folder` (verified)."""
     _check_requires(manifest)
-    session = make_session(Path(folder) / manifest.project.model.file, providers, session_options)
-    return Model(manifest, session, path=path or folder, labels=read_labels(manifest, folder))
+    names = manifest.graph_names()
+    if graph is not None and graph not in names:
+        raise ManifestError(f"{manifest.name} has no graph {graph!r}", hint="its graphs: " + ", ".join(names))
+    if graph is None and len(names) > 1:
+        return Models(manifest, {g: open_model(manifest, folder, path=path, providers=providers,
+                                               session_options=session_options, variant=variant, graph=g)
+                                 for g in names})
+    graph = graph or names[0]
+    entry = manifest.graph(variant, graph)
+    session = make_session(Path(folder) / entry.file, providers, session_options)
+    model = Model(manifest, session, path=path or folder, signature=entry.signature,
+                  labels=read_labels(manifest, folder, graph))
+    model.graph, model.variant = graph, variant
+    return model
 
 
-def read_labels(manifest: Manifest, folder: Path) -> dict[str, list[str]]:
-    """Labels per output, read from the files the manifest declares (one name per line)."""
+def read_labels(manifest: Manifest, folder: Path, graph: str | None = None) -> dict[str, list[str]]:
+    """Labels per output of one graph (the only one by default), read from the files the manifest declares."""
     from nnpm.format.labels import parse_labels
 
     out = {}
-    for output, info in (manifest.project.model.outputs if manifest.project.model else {}).items():
+    section = manifest.project.models.get(graph) if graph else manifest.project.model
+    for output, info in (section.outputs if section else {}).items():
         if info.labels:
             out[output] = parse_labels((Path(folder) / info.labels).read_bytes(), path=info.labels)
     return out

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from nnpm.errors import InputError, NoLabelsError
 from nnpm.format.manifest import Signature
+from nnpm.format.project import step_graph
 from nnpm.format.wiring import Port, Wiring, signature
 from nnpm.runtime.fusion import fused_path
 from nnpm.runtime.inputs import check_inputs
@@ -23,7 +24,7 @@ def _labels(pkg: "InstalledPackage", env: "Environment", wiring: Wiring) -> dict
     for exposed, port in wiring.outputs.items():
         step = steps[port.step]
         if step.manifest.project.model:
-            labels = read_labels(step.manifest, step.path)
+            labels = read_labels(step.manifest, step.path, step_graph(port.step))
         else:  # a nested pipeline: its own exposed outputs carry its steps' labels
             labels = _labels(step, env, wiring_of(step, env)[0])
         if port.name in labels:
@@ -67,11 +68,11 @@ class FusedModel(Model):
         return f"{where}, step {found.group(1)}" if found and found.group(1) in self.wiring.order else where
 
 
-def _open_step(pkg: "InstalledPackage", env: "Environment", **kw: Any) -> "Model":
+def _open_step(pkg: "InstalledPackage", env: "Environment", step: str, **kw: Any) -> "Model":
     """One step of a stepwise pipeline: its own session (a nested pipeline is fused)."""
     if pkg.manifest.project.pipeline:
         return load_pipeline(pkg, env, verify=False, **kw)
-    return open_model(pkg.manifest, pkg.path, **kw)
+    return open_model(pkg.manifest, pkg.path, variant=pkg.variant, graph=step_graph(step), **kw)
 
 
 class StepwiseModel:
@@ -81,7 +82,7 @@ class StepwiseModel:
                  labels: dict[str, list[str]], **kw: Any) -> None:
         self.manifest, self.path, self.signature, self.wiring = pkg.manifest, pkg.path, sig, wiring
         self._labels = labels
-        self.steps = {s: _open_step(p, env, **kw) for s, p in installed_steps(pkg, env, verify=True).items()}
+        self.steps = {s: _open_step(p, env, s, **kw) for s, p in installed_steps(pkg, env, verify=True).items()}
 
     name = property(lambda self: self.manifest.name)
     version = property(lambda self: self.manifest.version)

@@ -6,20 +6,22 @@ from typing import TYPE_CHECKING
 
 from nnpm.errors import PipelineError
 from nnpm.format.manifest import Signature
-from nnpm.format.wiring import Wiring, plan, signature
+from nnpm.format.project import step_graph, step_package
+from nnpm.format.wiring import Wiring, graph_signature, plan, signature
 
 if TYPE_CHECKING:
     from nnpm.install.env import Environment, InstalledPackage
 
 
 def installed_steps(pkg: "InstalledPackage", env: "Environment", verify: bool) -> dict[str, "InstalledPackage"]:
-    """The installed package of every step, checked against the pipeline's specifiers."""
+    """The installed package of every step (`pkg` or `pkg:graph`), checked against the pipeline's specifiers."""
     deps = pkg.manifest.project.dependencies
     out = {}
     for step in pkg.manifest.project.pipeline.steps:
-        installed = env.get(step)
-        if not deps[step].contains(installed.version, prereleases=True):
-            raise PipelineError(f"{pkg.name} needs {step}{deps[step]}, but {step} {installed.version} is installed",
+        name = step_package(step)
+        installed = env.get(name)
+        if not deps[name].contains(installed.version, prereleases=True):
+            raise PipelineError(f"{pkg.name} needs {name}{deps[name]}, but {name} {installed.version} is installed",
                                 hint=f"run 'nnpm install {pkg.name}' to resolve its steps again")
         if verify:
             installed.verify()
@@ -27,17 +29,18 @@ def installed_steps(pkg: "InstalledPackage", env: "Environment", verify: bool) -
     return out
 
 
-def step_signature(pkg: "InstalledPackage", env: "Environment") -> Signature:
-    """A package's signature; for a nested pipeline, the one its wiring exposes."""
-    if pkg.manifest.signature is not None:
-        return pkg.manifest.signature
+def step_signature(pkg: "InstalledPackage", env: "Environment", graph: str | None = None,
+                   step: str | None = None) -> Signature:
+    """The signature of a package's installed variant (of one graph); for a nested pipeline, its wiring's."""
+    if pkg.manifest.project.models:
+        return graph_signature(pkg.manifest, graph, step or pkg.name, pkg.variant)
     steps = installed_steps(pkg, env, verify=False)
-    sigs = {s: step_signature(p, env) for s, p in steps.items()}
+    sigs = {s: step_signature(p, env, step_graph(s), s) for s, p in steps.items()}
     return signature(plan(pkg.manifest.project.pipeline, sigs), sigs)
 
 
 def wiring_of(pkg: "InstalledPackage", env: "Environment") -> tuple[Wiring, dict[str, Signature]]:
     """The checked wiring of a pipeline and its steps' signatures."""
     steps = installed_steps(pkg, env, verify=False)
-    sigs = {s: step_signature(p, env) for s, p in steps.items()}
+    sigs = {s: step_signature(p, env, step_graph(s), s) for s, p in steps.items()}
     return plan(pkg.manifest.project.pipeline, sigs), sigs

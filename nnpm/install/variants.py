@@ -1,0 +1,118 @@
+"""Which variant of a package to install: by provider, then by the policy, from the registry's measurements.
+
+The reference is the default. `--prefer speed|size` takes the fastest or smallest variant
+whose measured drift (relative L2 against the reference) is within `max_drift`; a variant
+the registry did not measure is never preferred, since nnpm chooses from figures, not
+from claims. `--variant NAME` pins one. Providers come from this machine's onnxruntime.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from nnpm.errors import RequirementError
+
+if TYPE_CHECKING:
+    from nnpm.format.manifest import Manifest
+
+REFERENCE = "reference"
+PREFER = ("reference", "speed", "size")
+DEFAULT_MAX_DRIFT = 0.01
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How to choose: `prefer` reference|speed|size, the largest drift allowed, or one pinned variant."""
+
+    prefer: str = "reference"
+    max_drift: float = DEFAULT_MAX_DRIFT
+    pin: str | None = None
+
+    @property
+    def explicit(self) -> bool:
+        """True when the user asked for something other than the default."""
+        return self.prefer != "reference" or self.pin is not None
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The chosen variant and why, in words for the lock and the summary."""
+
+    variant: str
+    reason: str
+
+
+def available_providers() -> list[str]:
+    """The execution providers this machine's onnxruntime offers."""
+    import onnxruntime
+
+    return list(onnxruntime.get_available_providers())
+
+
+def variant_figures(measured: dict | None, variant: str) -> dict:
+    """The registry's figures for one variant ({} when it has none or skipped it)."""
+    entry = ((measured or {}).get("variants") or {}).get(variant)
+    return entry if isinstance(entry, dict) and "skipped" not in entry else {}
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def variant_size(manifest: "Manifest", variant: str) -> int:
+    """Bytes of one variant's graphs and their data."""
+    return sum(entry.bytes for entry in manifest.graphs.get(variant, {}).values())
+
+
+def choose(manifest: "Manifest", measured: dict | None, policy: Policy, providers: list[str] | None = None,
+           *, pinned_here: bool = True) -> Choice:
+    """The variant of `manifest` to install under `policy` (`pinned_here`: the pin applies to this package)."""
+    names = manifest.variant_names()
+    if len(names) == 1:
+        return Choice(REFERENCE, "")
+    providers = available_providers() if providers is None else providers
+    usable = [v for v in names if v == REFERENCE or set(manifest.project.variants[v].providers) <= set(providers)]
+    if policy.pin and pinned_here:
+        return _pinned(manifest, policy.pin, usable, names)
+    if policy.prefer == REFERENCE:
+        return Choice(REFERENCE, "the reference (default)")
+    return _preferred(manifest, measured, policy, usable)
+
+
+def _pinned(manifest: "Manifest", pin: str, usable: list[str], names: list[str]) -> Choice:
+    if pin not in names:
+        raise RequirementError(f"{manifest.name} {manifest.version} has no variant {pin!r}",
+                               hint="its variants: " + ", ".join(names))
+    if pin not in usable:
+        needs = ", ".join(manifest.project.variants[pin].providers)
+        raise RequirementError(f"variant {pin!r} of {manifest.name} needs {needs}, which this onnxruntime does not offer",
+                               hint="install the onnxruntime build that ships it, or choose another variant")
+    return Choice(pin, "pinned with --variant")
+
+
+def _preferred(manifest: "Manifest", measured: dict | None, policy: Policy, usable: list[str]) -> Choice:
+    ref = variant_figures(measured, REFERENCE)
+    ref_latency, ref_size = _number(ref.get("latency_ms")), variant_size(manifest, REFERENCE)
+    scored = []
+    for name in usable:
+        figures = variant_figures(measured, name)
+        drift = 0.0 if name == REFERENCE else _number((figures.get("drift") or {}).get("rel_l2"))
+        latency = _number(figures.get("latency_ms"))
+        if drift is None or drift > policy.max_drift or (policy.prefer == "speed" and latency is None):
+            continue
+        key = latency if policy.prefer == "speed" else variant_size(manifest, name)
+        scored.append((key, name != REFERENCE, name, drift, latency))
+    if not scored:
+        return Choice(REFERENCE, f"the reference: no measured variant is within drift {policy.max_drift:g}")
+    _, _, name, drift, latency = min(scored)
+    if name == REFERENCE:
+        return Choice(REFERENCE, f"the reference: no variant is {'faster' if policy.prefer == 'speed' else 'smaller'} "
+                                 f"within drift {policy.max_drift:g}")
+    if policy.prefer == "speed":
+        gain = f"{ref_latency / latency:.1f}x faster" if ref_latency and latency else "fastest"
+    else:
+        size = variant_size(manifest, name)
+        gain = f"{ref_size / size:.1f}x smaller" if size else "smallest"
+    return Choice(name, f"--prefer {policy.prefer}: {gain} than the reference as measured by the registry, "
+                        f"drift (rel L2) {drift:.2g} within {policy.max_drift:g}")
