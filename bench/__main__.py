@@ -11,7 +11,7 @@ import time
 import traceback
 from pathlib import Path
 
-from bench import install, pipeline, publish, registry, resolver, startup
+from bench import install, pipeline, publish, registry, resolver, startup, variants
 from bench.common import Row, fmt, log, versions
 from bench.world import World
 
@@ -22,6 +22,7 @@ GROUPS = {
     "registry": registry.bench,
     "resolver": resolver.bench,
     "publish": publish.bench,
+    "variants": variants.bench,
 }
 RESULTS = Path(__file__).resolve().parent / "results.json"
 

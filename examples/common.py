@@ -31,6 +31,8 @@ class Package:
     readme: str
     model: onnx.ModelProto | None = None
     files: dict[str, str] = field(default_factory=dict)
+    self_test: bool = False                       # write tests/*.npz from a seeded run, and [tests]
+    variants: tuple[dict[str, Any], ...] = ()     # nnpm.author.variant.add_variant options, one per variant
 
     @property
     def name(self) -> str:
@@ -126,6 +128,30 @@ def _write(folder: Path, pkg: Package) -> None:
     if pkg.model is not None:
         # Keep weights inline: nnpm ships model.onnx as a single file.
         onnx.save_model(pkg.model, folder / "model.onnx", save_as_external_data=False)
+    if pkg.self_test:
+        _add_self_test(folder)
+    for options in pkg.variants:
+        from nnpm.author.variant import add_variant
+
+        calibrate = options.get("calibrate")   # a path inside the package folder
+        add_variant(folder, **options | ({"calibrate": folder / calibrate} if calibrate else {}))
+
+
+def _add_self_test(folder: Path) -> None:
+    """The reference run once on seeded inputs, saved as the package's self-test (as `nnpm init` does)."""
+    import numpy as np
+
+    from nnpm.author.pack import build
+    from nnpm.format.selftest import run_variant, seeded_inputs
+
+    manifest = build(folder).manifest
+    inputs = seeded_inputs(manifest)
+    outputs = run_variant(folder, manifest, "reference", inputs)
+    (folder / "tests").mkdir()
+    np.savez(folder / "tests" / "inputs.npz", **inputs)
+    np.savez(folder / "tests" / "outputs.npz", **outputs)
+    with (folder / "nnpm.toml").open("a", encoding="utf-8") as fh:
+        fh.write('\n[tests]\ninputs = "tests/inputs.npz"\noutputs = "tests/outputs.npz"\nrtol = 0.0001\natol = 1e-05\n')
 
 
 def write_package(pkg: Package, outdir: Path) -> Path:

@@ -166,4 +166,5 @@ def package() -> Package:
     }
     labels = "".join(f"{i}\n" for i in range(10))
     kind, other = type(fit().classifier).__name__, fit().runner_up
-    return Package(manifest, _readme(kind, other, correct, total), build_model(), {"labels.txt": labels})
+    return Package(manifest, _readme(kind, other, correct, total), build_model(), {"labels.txt": labels},
+                   self_test=True, variants=({"float16": True},))

@@ -141,4 +141,5 @@ def package() -> Package:
         "requires": dict(REQUIRES),
     }
     readme = _readme(parameter_count(model), parameter_count(model, trainable_only=True))
-    return Package(manifest, readme, model, {"labels.txt": imagenet_placeholder_labels()})
+    return Package(manifest, readme, model, {"labels.txt": imagenet_placeholder_labels()}, self_test=True,
+                   variants=({"quantize": "int8"}, {"quantize": "int8", "calibrate": "tests/inputs.npz", "name": "int8-static"}))

@@ -25,7 +25,10 @@ ALLOWED = {
     "requires": {"onnxruntime"},
     "pipeline": {"steps"},
     "files": {"include"},
+    "tests": {"inputs", "outputs", "rtol", "atol"},
+    "variants": None,
 }
+VARIANTS = {"resnet18": ["reference", "int8", "int8-static"], "digits": ["reference", "float16"]}
 
 
 @pytest.fixture
@@ -151,3 +154,21 @@ def test_rebuild_replaces_stale_folder(out: Path, tmp_path: Path) -> None:
     assert _files(tmp_path) == {k: v for k, v in _files(out).items() if k.startswith("topk/")}
     with pytest.raises(ValueError):
         builder.build(tmp_path, ["nope"])
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_examples_with_variants_pass_their_self_test_and_every_variant_runs(out: Path, name: str) -> None:
+    from nnpm.author.pack import build
+    from nnpm.format.selftest import compare, drift, load_arrays, run_variant
+
+    manifest = build(out / name).manifest
+    assert manifest.variant_names() == sorted(VARIANTS[name], key=lambda v: (v != "reference", v))
+    tests = manifest.project.tests
+    inputs = load_arrays(out / name / tests.inputs, what="inputs")
+    want = load_arrays(out / name / tests.outputs, what="outputs")
+    assert all(check.passed for check in compare(run_variant(out / name, manifest, "reference", inputs), want,
+                                                  tests.rtol, tests.atol))
+    for variant in manifest.variant_names()[1:]:
+        assert manifest.graph(variant).bytes < manifest.graph("reference").bytes
+        got = run_variant(out / name, manifest, variant, inputs)
+        assert drift(got, want, manifest)["rel_l2"] < 0.2
