@@ -219,3 +219,33 @@ def test_bad_variants_and_tests_are_one_line_and_write_nothing(tmp_path: Path, c
     line = one_error_line(run_nnpm(tmp_path / "home", "pack", folder, check=False))
     assert message in line, line
     assert sorted(p.name for p in folder.rglob("*")) == before
+
+
+@pytest.mark.registry_backends("sqlite-dir")
+def test_prefer_speed_chooses_from_the_registrys_figures_and_fetches_only_that_variant(
+        registry, tmp_path: Path, monkeypatch) -> None:
+    from nnpm.install.env import open_env
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("NNPM_HOME", str(home))
+    folder = _with_variant(tmp_path, "measured-pkg")
+    token = registry.add_user("variants")
+    assert registry.publish(folder, token).status_code == 201
+    packument = json.loads(run_nnpm(home, "info", "measured-pkg", "--json", registry=registry.url).stdout)
+    rows = {r["variant"]: r for r in packument["variants"]}
+    assert rows["reference"]["latency_ms"] > 0 and rows["int8"]["rel_l2"] is not None
+    # The choice follows what was measured: int8 wins on speed only if the registry found it faster.
+    expected = "int8" if rows["int8"]["latency_ms"] < rows["reference"]["latency_ms"] \
+        and rows["int8"]["rel_l2"] <= 0.5 else "reference"
+    before = registry.log_text().count("GET /api/v1/blobs/")
+    out = run_nnpm(home, "install", "measured-pkg", "--prefer", "speed", "--max-drift", "0.5",
+                   registry=registry.url).stdout
+    assert f"variant {expected}:" in out
+    pkg = open_env().get("measured-pkg")
+    assert pkg.variant == expected
+    fetched = [line for line in registry.log_text().splitlines() if "GET /api/v1/blobs/" in line][before:]
+    digests = {f.path: f.sha256 for f in pkg.manifest.files}
+    wanted = {digests[f.path] for f in pkg.manifest.files_for(expected)}
+    assert {line.split("sha256:")[1][:64] for line in fetched} == wanted
+    other = "reference" if expected == "int8" else "int8"
+    assert not any(digests[pkg.manifest.graph(other).file] in line for line in fetched)

@@ -86,24 +86,29 @@ def summary(m: "Manifest", signature: "Signature | None" = None) -> None:
               + (f"   deps: {deps}" if deps else ""))
 
 
-def _figure(value: object, fmt: str, unit: str = "") -> str:
-    return "-" if value is None else format(value, fmt) + unit
+def _count(n: int | None) -> str:
+    """1814073344 → '1.81 G'."""
+    if n is None:
+        return "-"
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return str(n)
 
 
-def variants_table(rows: list[dict]) -> "Table":
-    """Variants side by side: precision, size, MACs, drift, latency, peak memory, and against the reference."""
-    from rich.table import Table
-
-    table = Table(show_edge=False, box=None, pad_edge=False)
-    for col in ("variant", "precision", "size", "MACs", "drift (rel L2)", "latency", "memory", ""):
-        table.add_column(col)
+def variants_table(rows: list[dict]) -> str:
+    """Variants side by side, in plain columns (no wrapping): precision, size, MACs, drift, latency, memory, gain."""
+    head = ("variant", "precision", "size", "MACs", "drift (rel L2)", "latency", "memory", "")
+    lines = [head]
     for r in rows:
-        drift = "0 (reference)" if r["variant"] == "reference" else _figure(r.get("rel_l2"), ".2g")
-        table.add_row(literal(r["variant"]), literal(r.get("precision") or "?"), human_size(r["bytes"]),
-                      _figure(r.get("macs"), ",d"), drift, _figure(r.get("latency_ms"), ".2f", " ms"),
-                      human_size(r["peak_memory"]) if r.get("peak_memory") is not None else "-",
-                      literal(r.get("skipped") and f"not measured: {r['skipped']}" or r.get("comparison") or ""))
-    return table
+        drift = "0" if r["variant"] == "reference" else ("-" if r.get("rel_l2") is None else f"{r['rel_l2']:.2g}")
+        note = f"not measured: {r['skipped']}" if r.get("skipped") else r.get("comparison") or ""
+        lines.append((literal(r["variant"]), literal(r.get("precision") or "?"), human_size(r["bytes"]),
+                      _count(r.get("macs")), drift,
+                      "-" if r.get("latency_ms") is None else f"{r['latency_ms']:.2f} ms",
+                      human_size(r["peak_memory"]) if r.get("peak_memory") is not None else "-", literal(note)))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    return "\n".join("  " + "  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines)
 
 
 def plural(count: int, noun: str) -> str:

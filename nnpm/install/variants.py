@@ -76,7 +76,8 @@ def choose(manifest: "Manifest", measured: dict | None, policy: Policy, provider
     if policy.pin and pinned_here:
         return _pinned(manifest, policy.pin, usable, names)
     if policy.prefer == REFERENCE:
-        return Choice(REFERENCE, "the reference (default)")
+        others = ", ".join(v for v in names if v != REFERENCE)
+        return Choice(REFERENCE, f"the default; also published: {others} (compare them with 'nnpm info {manifest.name}')")
     return _preferred(manifest, measured, policy, usable)
 
 
@@ -104,10 +105,10 @@ def _preferred(manifest: "Manifest", measured: dict | None, policy: Policy, usab
         key = latency if policy.prefer == "speed" else variant_size(manifest, name)
         scored.append((key, name != REFERENCE, name, drift, latency))
     if not scored:
-        return Choice(REFERENCE, f"the reference: no measured variant is within drift {policy.max_drift:g}")
+        return Choice(REFERENCE, f"no measured variant is within drift {policy.max_drift:g}")
     _, _, name, drift, latency = min(scored)
     if name == REFERENCE:
-        return Choice(REFERENCE, f"the reference: no variant is {'faster' if policy.prefer == 'speed' else 'smaller'} "
+        return Choice(REFERENCE, f"no variant is {'faster' if policy.prefer == 'speed' else 'smaller'} "
                                  f"within drift {policy.max_drift:g}")
     if policy.prefer == "speed":
         gain = f"{ref_latency / latency:.1f}x faster" if ref_latency and latency else "fastest"
