@@ -80,14 +80,18 @@ OPTIONS = (
            "that read a hostile graph never reads the next)", int),
     Option("publish_queue", "publishes that may wait for a worker; more are answered 429 (default 16)", int),
     Option("validate_scratch", "bytes one publish may copy into scratch space to be checked (default 64 GiB)", int),
+    Option("measure_budget", "more seconds the worker may take to run a publish's self-test and measure its variants "
+           "(default 30)", float),
+    Option("measure_time", "seconds of timed runs per variant when measuring (at least 5 runs; default 2)", float),
+    Option("no_measure", "do not run self-tests nor measure packages at publish", bool),
     Option("readme_timeout", "seconds to render a README at publish; slower ones are shown as plain text (default 10)",
            float),
     Option("body_timeout", "seconds an upload may send nothing before it is dropped with 408 (default 60)", float),
     Option("header_timeout", "seconds a connection has to send its request headers (default 30)", float),
     Option("upload_quota", "bytes of blobs each user may upload in total; 0 for no limit (default 0)", int),
 )
-_POSITIVE = ("validate_timeout", "validate_memory", "validate_workers", "validate_scratch", "readme_timeout",
-             "body_timeout", "header_timeout", "max_blob_size", "max_manifest_size")
+_POSITIVE = ("validate_timeout", "validate_memory", "validate_workers", "validate_scratch", "measure_budget", "measure_time",
+             "readme_timeout", "body_timeout", "header_timeout", "max_blob_size", "max_manifest_size")
 
 
 def build_parser(command: str, prog: str) -> argparse.ArgumentParser:

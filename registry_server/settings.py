@@ -32,6 +32,9 @@ class ServerSettings:
     validate_worker_jobs: int = 1          # checks one pre-started worker serves before it is replaced
     publish_queue: int = 16                # publishes waiting for a worker; more are answered 429
     validate_scratch: int = 64 * GIB       # bytes one publish may copy into its scratch folder
+    measure_budget: float = 30.0           # more seconds of wall clock (and CPU) for the worker to measure a publish
+    measure_time: float = 2.0              # seconds of timed runs per variant (at least 5 runs)
+    no_measure: bool = False               # True: no self-test run and nothing measured at publish
     readme_timeout: float = 10.0           # seconds to render a README to HTML, once, at publish
     body_timeout: float = 60.0             # seconds an upload may go without sending a byte (408)
     header_timeout: float = 30.0           # seconds a connection has to send its request headers
@@ -43,6 +46,11 @@ class ServerSettings:
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser().resolve())
         if not self.database_url:
             object.__setattr__(self, "database_url", f"sqlite:///{self.data_dir / DB_NAME}")
+
+    @property
+    def measure(self) -> bool:
+        """Whether publishes are self-tested and measured by the validation worker."""
+        return not self.no_measure
 
     @property
     def tmp_dir(self) -> Path:

@@ -47,9 +47,11 @@ BASE_URL = "http://registry.test"
 # One model-reading worker per test registry, reused: on a 2-core machine a fresh worker per
 # publish (the served default) costs each test about a second of CPU. tests/test_registry_newuser_workers.py
 # checks the served defaults themselves; subprocess registries get the same through the variables below.
-TEST_WORKERS = {"validate_workers": 1, "validate_worker_jobs": 1000}
+TEST_WORKERS = {"validate_workers": 1, "validate_worker_jobs": 1000, "measure_time": 0.1}
 os.environ.setdefault("NNPM_REGISTRY_VALIDATE_WORKERS", "1")
 os.environ.setdefault("NNPM_REGISTRY_VALIDATE_WORKER_JOBS", "1000")
+# Latency figures need a few runs, not two seconds of them, in a test.
+os.environ.setdefault("NNPM_REGISTRY_MEASURE_TIME", "0.1")
 
 
 class _SharedTransport(httpx.BaseTransport):

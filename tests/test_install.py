@@ -17,6 +17,7 @@ from registry_proc import Registry, close_all, free_port, start_registry
 
 from nnpm.author.publish import publish
 from nnpm.client.api import RegistryClient
+from nnpm.format.manifest import Manifest
 from nnpm.install.env import LOCK_NAME
 from nnpm.install.store import Store
 
@@ -77,13 +78,14 @@ def test_install_resnet18_then_list_shows_it(published, tmp_path, examples_dir):
     table = run_nnpm(home, "list").stdout
     assert re.search(r"resnet18\s+1\.0\.0", table), table
     data = json.loads(run_nnpm(home, "list", "--json").stdout)
-    assert data["packages"] == [{"name": "resnet18", "version": "1.0.0", "source": published.url,
-                                 "requested": True, "size": data["packages"][0]["size"]}]
+    assert data["packages"] == [{"name": "resnet18", "version": "1.0.0", "variant": "reference",
+                                 "source": published.url, "requested": True, "size": data["packages"][0]["size"]}]
     assert data["packages"][0]["size"] > 46_000_000
     folder = home / "envs" / "default" / "pkgs" / "resnet18-1.0.0" / "files"
     for name in ("model.onnx", "labels.txt", "README.md"):
         assert (folder / name).read_bytes() == (examples_dir / "resnet18" / name).read_bytes()
-    assert assert_store_clean(home / "store") == 4    # three files and the manifest
+    # The reference's five files (graph, labels, README, the self-test's two) and the manifest: not the int8 graphs.
+    assert assert_store_clean(home / "store") == 6
 
 
 def test_info_shows_signature_params_and_files(published, tmp_path):
@@ -96,7 +98,8 @@ def test_info_shows_signature_params_and_files(published, tmp_path):
     manifest = data["manifest"]
     assert manifest["params"] == 11_699_112
     assert [i["name"] for i in manifest["signature"]["inputs"]] == ["input"]
-    assert {f["path"] for f in manifest["files"]} == {"model.onnx", "labels.txt", "README.md"}
+    assert {f["path"] for f in manifest["files"]} == {"model.onnx", "labels.txt", "README.md", "model_int8.onnx",
+                                                      "model_int8-static.onnx", "tests/inputs.npz", "tests/outputs.npz"}
 
 
 @pytest.mark.parametrize("spec, version", [("digits>=1,<2", "1.0.0"), ("digits==1.0.0", "1.0.0"),
@@ -196,7 +199,8 @@ def test_second_environment_links_from_the_store_without_downloading(published, 
     first = blob_gets(published)[start:]
     client = RegistryClient(published.url)
     manifest = client.version("resnet18", "1.0.0")["manifest"]
-    digests = {f["sha256"] for f in manifest["files"]}
+    reference = Manifest.from_dict(manifest).files_for("reference")   # the int8 graphs are never fetched
+    digests = {f.sha256 for f in reference}
     assert set(first) == digests, "the access log counts the first install's downloads"
 
     mark = len(blob_gets(published))
@@ -207,9 +211,9 @@ def test_second_environment_links_from_the_store_without_downloading(published, 
     store = Store(home / "store")
     for env in ("default", "second"):
         folder = home / "envs" / env / "pkgs" / "resnet18-1.0.0" / "files"
-        for f in manifest["files"]:
-            st = (folder / f["path"]).stat()
-            assert st.st_ino == store.path(f["sha256"]).stat().st_ino
+        for f in reference:
+            st = (folder / f.path).stat()
+            assert st.st_ino == store.path(f.sha256).stat().st_ino
             assert st.st_nlink >= 3     # the store and both environments
 
 
@@ -224,4 +228,4 @@ def test_an_interrupted_download_resumes_against_the_real_registry(published, tm
     answers = re.findall(r'"GET /api/v1/blobs/sha256(?::|%3A)' + digest + r' HTTP/1\.1" (\d{3})', log)
     assert answers == ["206"], "the registry was asked for the missing tail only"
     assert Store(home / "store").path(digest).read_bytes() == model
-    assert assert_store_clean(home / "store") == 4
+    assert assert_store_clean(home / "store") == 6

@@ -66,6 +66,7 @@ def _case_dotdot_path(m: dict) -> None:
 
 def _case_signature_differs(m: dict) -> None:
     m["signature"]["inputs"][0]["dtype"] = "int64"
+    m.pop("graphs")   # a manifest without a graphs table is one the worker alone can catch lying
 
 
 def _case_params_differ(m: dict) -> None:
@@ -150,6 +151,7 @@ def test_random_bytes_as_model_onnx_is_422(shared_api, small_package) -> None:
     for f in m["files"]:
         if f["path"] == "model.onnx":
             f.update(size=len(junk), sha256=put_blob(shared_api, token, junk))
+    m.pop("graphs")   # what pack read from the real graph no longer describes the junk
     assert_error(put_manifest(shared_api, token, "random-model", "1.0.0", m), 422, "invalid_model",
                  "model.onnx")
     assert_nothing_published(shared_api, "random-model")
@@ -179,6 +181,7 @@ def test_manifest_leaving_out_an_external_data_file_is_422(shared_api, small_pac
     upload_blobs(shared_api, token, b)
     m = _manifest(b)
     m["files"] = [f for f in m["files"] if f["path"] != "weights.bin"]
+    m.pop("graphs")   # the graphs table would name weights.bin; without it only the worker can tell
     assert_error(put_manifest(shared_api, token, "external-unlisted", "1.0.0", m), 422, "unsafe_package",
                  "weights.bin")
     assert_nothing_published(shared_api, "external-unlisted")

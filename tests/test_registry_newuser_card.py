@@ -138,7 +138,7 @@ def test_a_database_at_0002_gains_the_new_columns_and_keeps_its_rows(database_ur
     engine = make_engine(database_url)
     try:
         with engine.connect() as conn:
-            assert current_revision(conn) == head_revision() == "0003"
+            assert current_revision(conn) == head_revision() >= "0003"
             assert conn.execute(text("SELECT version, signature_json FROM versions")).all() == [("1.0", None)]
             assert conn.execute(text("SELECT token_sha256, prefix, last_used_at FROM tokens")).all() == [
                 ("1" * 64, None, None)]

@@ -124,10 +124,10 @@ class OneShot:
     def __init__(self, memory: int) -> None:
         self.memory = memory
 
-    def run(self, root: Path, model_file: str, *, timeout: float) -> dict:
+    def run_job(self, job: dict, *, timeout: float, label: str, measuring: float = 0.0) -> dict:
         from registry_server.services.validate import run_worker
 
-        return run_worker(root, model_file, timeout=timeout, memory=self.memory)
+        return run_worker(Path(job["root"]), label, timeout=timeout + measuring, memory=self.memory, job=job)
 
 
 ROUNDS = 3   # of each kind, interleaved; bench/publish.py measures it properly

@@ -89,9 +89,11 @@ def world(s3_server: S3Server, examples_dir: Path, tmp_path_factory: pytest.Temp
 
 
 def manifest_files(reg: Registry, name: str) -> dict[str, tuple[str, int]]:
-    """path → (sha256, size) of a published version's files."""
-    manifest = httpx.get(f"{reg.url}/api/v1/packages/{name}/1.0.0").json()["manifest"]
-    return {f["path"]: (f["sha256"], f["size"]) for f in manifest["files"]}
+    """path → (sha256, size) of a published version's files, as an install of its reference fetches them."""
+    from nnpm.format.manifest import Manifest
+
+    manifest = Manifest.from_dict(httpx.get(f"{reg.url}/api/v1/packages/{name}/1.0.0").json()["manifest"])
+    return {f.path: (f.sha256, f.size) for f in manifest.files_for("reference")}
 
 
 def blob_answers(reg: Registry, since: int = 0) -> list[tuple[str, str]]:

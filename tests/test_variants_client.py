@@ -9,9 +9,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
-
 from cli import one_error_line, run_nnpm
+from onnx import TensorProto, helper, numpy_helper
 
 F = TensorProto.FLOAT
 

@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING
 from packaging.specifiers import SpecifierSet
 
 from nnpm.errors import ManifestError, PackageSafetyError
-from nnpm.format.limits import MAX_FILES, MAX_MANIFEST_BYTES
 from nnpm.format.graphs import GraphEntry, Graphs, expected_files
+from nnpm.format.limits import MAX_FILES, MAX_MANIFEST_BYTES
 from nnpm.format.manifest import FileEntry, Manifest
 from nnpm.format.project import SINGLE_GRAPH, Project, load_project
+from nnpm.format.safety import check_file
 from nnpm.format.signature import Signature
 from nnpm.format.variants import REFERENCE
-from nnpm.format.safety import check_file
 from nnpm.fsutil import atomic_write
 from nnpm.hashing import file_digest
 

@@ -38,7 +38,9 @@ def info(
         from nnpm.format.measured import machine_text
 
         out.print(variants_table(data["variants"]))
-        out.print("  " + literal(machine_text(data.get("measured")) or "not measured by the registry"))
+        machine = machine_text(data.get("measured"))
+        out.print("  " + literal(f"measured by the registry on {machine}, one thread" if machine
+                                 else "not measured by the registry"))
     if data.get("versions"):
         out.print("  versions: " + ", ".join(v + (" (yanked)" if y else "") for v, y in data["versions"]))
     if data.get("registry_unreachable"):

@@ -102,7 +102,8 @@ def variants_table(rows: list[dict]) -> str:
     lines = [head]
     for r in rows:
         drift = "0" if r["variant"] == "reference" else ("-" if r.get("rel_l2") is None else f"{r['rel_l2']:.2g}")
-        note = f"not measured: {r['skipped']}" if r.get("skipped") else r.get("comparison") or ""
+        note = (f"not measured: {r['skipped']}" if r.get("skipped") else f"could not run: {r['error']}"
+                if r.get("error") else r.get("comparison") or "")
         lines.append((literal(r["variant"]), literal(r.get("precision") or "?"), human_size(r["bytes"]),
                       _count(r.get("macs")), drift,
                       "-" if r.get("latency_ms") is None else f"{r['latency_ms']:.2f} ms",

@@ -15,8 +15,8 @@ from packaging.version import Version
 
 from nnpm.errors import ManifestError
 from nnpm.format.fields import DIGEST_RE, check_relpath, table
-from nnpm.format.limits import MAX_FILES, MAX_NAMES_PER_BLOB
 from nnpm.format.graphs import GraphEntry, Graphs, files_not_for, legacy_graphs, parse_graphs
+from nnpm.format.limits import MAX_FILES, MAX_NAMES_PER_BLOB
 from nnpm.format.project import TOP_KEYS, Project, project_from_dict, project_to_dict
 from nnpm.format.signature import Signature, TensorSpec  # noqa: F401  (TensorSpec: public here too)
 

@@ -7,6 +7,7 @@ The registry stores what its worker measured beside each version (docs/format.md
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +30,9 @@ class VariantRow:
     argmax_agreement: float | None = None
     latency_ms: float | None = None
     peak_memory: int | None = None
-    skipped: str | None = None
+    skipped: str | None = None      # why the registry did not run it (a provider it lacks, no time left)
+    error: str | None = None        # why it could not run there
+    runs: int | None = None
     speedup: float | None = None      # reference latency / this latency
     shrink: float | None = None       # reference bytes / these bytes
 
@@ -43,16 +46,24 @@ class VariantRow:
         """'2.1× faster, 4.0× smaller than reference' (empty for the reference or without figures)."""
         if self.variant == "reference":
             return ""
-        parts = []
-        if self.speedup:
-            parts.append(f"{self.speedup:.1f}× faster" if self.speedup >= 1 else f"{1 / self.speedup:.1f}× slower")
-        if self.shrink:
-            parts.append(f"{self.shrink:.1f}× smaller" if self.shrink >= 1 else f"{1 / self.shrink:.1f}× larger")
-        return ", ".join(parts) + " than reference" if parts else ""
+        parts = [_ratio(self.speedup, "faster", "slower"), _ratio(self.shrink, "smaller", "larger")]
+        return ", ".join(p for p in parts if p) + " than reference" if any(parts) else ""
+
+
+def _ratio(gain: float | None, more: str, less: str) -> str | None:
+    """'2.1× faster' / '1.3× slower'; None when unknown or within 5% (noise, not a difference)."""
+    if not gain or abs(gain - 1) < 0.05:
+        return None
+    return f"{gain:.1f}× {more}" if gain > 1 else f"{1 / gain:.1f}× {less}"
 
 
 def _num(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return float(value) if ok else None
+
+
+def _text(value: Any) -> str | None:
+    return value[:300] if isinstance(value, str) else None
 
 
 def _int(value: Any) -> int | None:
@@ -77,7 +88,7 @@ def variant_rows(manifest: "Manifest", measured: dict | None) -> list[VariantRow
             None if None in macs or not macs else sum(macs), declared.providers if declared else (),
             _num(drift.get("rel_l2")), _num(drift.get("max_abs")), _num(drift.get("argmax_agreement")),
             _num(figures.get("latency_ms")), _int(figures.get("peak_memory")),
-            figures.get("skipped") if isinstance(figures.get("skipped"), str) else None))
+            _text(figures.get("skipped")), _text(figures.get("error")), _int(figures.get("runs"))))
     ref = rows[0] if rows else None
     return [_compared(row, ref) for row in rows]
 
@@ -93,11 +104,11 @@ def _compared(row: VariantRow, ref: VariantRow | None) -> VariantRow:
 
 
 def machine_text(measured: dict | None) -> str:
-    """'measured on AMD EPYC 7B13 (2 cores), onnxruntime 1.20.1', or '' when there is no measurement."""
-    machine = (measured or {}).get("machine") if isinstance(measured, dict) else None
+    """'AMD EPYC 7B13, 2 cores, onnxruntime 1.20.1': where the registry measured ('' when unknown)."""
+    machine = measured.get("machine") if isinstance(measured, dict) else None
     if not isinstance(machine, dict):
         return ""
     cores = machine.get("cores")
-    return (f"measured on {machine.get('cpu', 'an unknown CPU')}"
-            + (f" ({cores} cores)" if isinstance(cores, int) else "")
-            + (f", onnxruntime {machine['onnxruntime']}" if machine.get("onnxruntime") else ""))
+    parts = [_text(machine.get("cpu")), f"{cores} cores" if _int(cores) is not None else None,
+             f"onnxruntime {machine['onnxruntime']}" if _text(machine.get("onnxruntime")) else None]
+    return ", ".join(p for p in parts if p)

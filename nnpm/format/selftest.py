@@ -38,15 +38,12 @@ class OutputCheck:
 
     def to_dict(self) -> dict:
         """The JSON form the registry stores (`tolerance_exceeded`, not `passed`)."""
-        out: dict[str, Any] = {"graph": self.graph, "output": self.output, "max_abs": _finite(self.max_abs),
-                               "tolerance_exceeded": not self.passed}
+        finite = self.max_abs is not None and math.isfinite(self.max_abs)
+        out: dict[str, Any] = {"graph": self.graph, "output": self.output,
+                               "max_abs": self.max_abs if finite else None, "tolerance_exceeded": not self.passed}
         if self.reason:
             out["reason"] = self.reason
         return out
-
-
-def _finite(value: float | None) -> float | None:
-    return value if value is not None and math.isfinite(value) else None
 
 
 def port_key(manifest: Manifest, graph: str, port: str) -> str:
@@ -80,13 +77,11 @@ def load_arrays(path: Path | str, *, what: str) -> dict[str, np.ndarray]:
             arrays = {key: data[key] for key in data.files}
     except ManifestError:
         raise
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError, KeyError, NotImplementedError) as exc:
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError, KeyError, NotImplementedError, MemoryError) as exc:
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if "pickle" in text.lower():
             raise refuse("holds pickled or object arrays, which nnpm never loads") from None
         raise refuse(f"cannot be read as arrays: {text[:200]}") from None
-    except MemoryError:
-        raise refuse("holds arrays too large to load") from None
     for key, array in arrays.items():
         if not isinstance(array, np.ndarray):
             raise refuse(f"holds {key!r}, which is not an array")
@@ -353,6 +348,16 @@ def _reset_peak() -> bool:
         return False
 
 
+def _trim() -> None:
+    """Give freed heap memory back to the system (glibc), so the next baseline is what is really in use."""
+    import ctypes.util
+
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):   # not glibc: the baseline may hold some freed memory
+        pass
+
+
 def _max_rss() -> int:
     import resource
     import sys
@@ -371,6 +376,7 @@ def measure(folder: Path, manifest: Manifest, variant: str, inputs: dict[str, np
     import gc
 
     gc.collect()
+    _trim()
     before = _status_kib("VmRSS")
     exact = before is not None and _reset_peak()
     baseline = before if exact else _max_rss()

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nnpm.errors import ModelError, NnpmError
-from nnpm.runtime.compose import fuse
 from nnpm.format.project import step_graph
+from nnpm.runtime.compose import fuse
 from nnpm.runtime.steps import installed_steps, wiring_of
 
 if TYPE_CHECKING:

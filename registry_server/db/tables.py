@@ -2,10 +2,10 @@
 
 Users hold hashed API tokens; a Package (canonical PEP 503 name) has Owners and
 Releases; a Release keeps the canonical manifest bytes it was published with, never
-changed, only yanked, its README as HTML, rendered once at publish, and (pipelines) the
-signature their wiring gave at publish. A Token shows a short prefix of itself and when
-it was last used, never more. A Blob row says
-who uploaded a stored blob (upload quotas) and when an upload or a publish last needed
+changed, only yanked, its README as HTML, rendered once at publish, (pipelines) the
+signature their wiring gave at publish, and (models) what the registry measured at
+publish. A Token shows a short prefix of itself and when it was last used, never more.
+A Blob row says who uploaded a stored blob (upload quotas) and when an upload or a publish last needed
 it (garbage collection). User names are unique case-insensitively. The schema is
 Alembic's (`registry_server/db/migrations/`); the engine and sessions are in
 `registry_server.db.engine`.
@@ -96,6 +96,7 @@ class Release(Base):
     published_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
     readme_html: Mapped[str | None] = mapped_column(Text, nullable=True)  # rendered at publish; NULL: not rendered
     signature_json: Mapped[str | None] = mapped_column(Text, nullable=True)  # a pipeline's, from its wiring at publish
+    measured_json: Mapped[str | None] = mapped_column(Text, nullable=True)  # self-test and variants, measured at publish
     package: Mapped[Package] = relationship()
 
 

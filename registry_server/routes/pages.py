@@ -18,6 +18,7 @@ from registry_server.services.search import search
 from registry_server.settings import ServerSettings
 from registry_server.storage.base import BlobStore
 from registry_server.web.render import human_count, human_size, not_found_page, page, readme_html
+from registry_server.web.variants import variant_table
 
 router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 50
@@ -101,6 +102,7 @@ def _card(request: Request, name: str, version: str | None, session: Session, st
         files=_files(manifest), archive=f"/api/v1/packages/{canonical}/{row.version}/archive",
         archive_name=f"{canonical}-{row.version}.nnpm", **_sizes(manifest, steps),
         params=f"{manifest.params:,}", params_short=human_count(manifest.params),
+        variants=variant_table(manifest, row.measured_json),
     )
 
 

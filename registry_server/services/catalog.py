@@ -74,7 +74,8 @@ def require_version(session: Session, name: str, version: str) -> Release:
 def versions_of(session: Session, package: Package) -> list[Release]:
     """Every version of a package, PEP 440 ascending; a row's manifest and README load only when read."""
     rows = session.scalars(select(Release).where(Release.package_id == package.id)
-                           .options(defer(Release.manifest_json), defer(Release.readme_html))).all()
+                           .options(defer(Release.manifest_json), defer(Release.readme_html),
+                                    defer(Release.measured_json))).all()
     return sorted(rows, key=lambda r: Version(r.version))
 
 
@@ -96,7 +97,8 @@ def manifest_of(row: Release) -> Manifest:
 
 
 def version_view(row: Release, name: str) -> dict:
-    """`{"name","version","yanked","yanked_reason","published_at","manifest"}`, and for a pipeline `"signature"`.
+    """`{"name","version","yanked","yanked_reason","published_at","manifest"}`, for a pipeline `"signature"`, and
+    `"measured"` when the registry measured the version at publish.
 
     A pipeline's `signature` is the one its wiring gave at publish (`Signature.to_dict()`
     form), or null when it was published before the registry stored it. Models have no
@@ -112,6 +114,8 @@ def version_view(row: Release, name: str) -> dict:
     }
     if isinstance(manifest, dict) and "pipeline" in manifest:
         view["signature"] = json.loads(row.signature_json) if row.signature_json else None
+    if row.measured_json:
+        view["measured"] = json.loads(row.measured_json)
     return view
 
 
@@ -120,7 +124,8 @@ def version_view(row: Release, name: str) -> dict:
 _PACKUMENT_STATE = (select(Release.version, Release.yanked, Release.yanked_reason, Release.published_at,
                            Release.manifest_sha256)
                     .join(Package, Release.package_id == Package.id).where(Package.name == bindparam("name")))
-_PACKUMENT_MANIFESTS = (select(Release.manifest_sha256, Release.manifest_json, Release.signature_json)
+_PACKUMENT_MANIFESTS = (select(Release.manifest_sha256, Release.manifest_json, Release.signature_json,
+                               Release.measured_json)
                         .join(Package, Release.package_id == Package.id).where(Package.name == bindparam("name")))
 
 
@@ -137,29 +142,33 @@ def packument(conn: Connection | Session, name: str) -> tuple[bytes, str]:
     cached = PACKUMENTS.get(state)
     if cached is not None:
         return cached
-    stored = {sha: (manifest, signature) for sha, manifest, signature in
+    stored = {sha: (manifest, signature, measured) for sha, manifest, signature, measured in
               conn.execute(_PACKUMENT_MANIFESTS, {"name": name}).all()}
     doc = wire.Packument.of(name, [
         wire.Release(name, Version(version), json.loads(stored[sha][0]), yanked, reason, published,
                      json.loads(stored[sha][1]) if stored[sha][1] else None)
         for version, yanked, reason, published, sha in state[1]])
-    body = _packument_bytes(doc)
+    measured = {Version(version): json.loads(stored[sha][2]) for version, _, _, _, sha in state[1] if stored[sha][2]}
+    body = _packument_bytes(doc, measured)
     answer = body, '"' + hashlib.sha256(body).hexdigest() + '"'
     PACKUMENTS.put(state, answer, len(body))
     return answer
 
 
-def _packument_bytes(doc: wire.Packument) -> bytes:
-    """`Packument.to_json()`'s canonical bytes, with `"signature": null` in a pipeline's entry that has none stored.
+def _packument_bytes(doc: wire.Packument, measured: dict[Version, dict]) -> bytes:
+    """`Packument.to_json()`'s canonical bytes, with `"signature": null` in a pipeline's entry that has none stored,
+    and each measured version's `"measured"` block.
 
-    A signature is fixed at publish, like the manifest, so the state that keys the cache
-    (manifest digests among it) decides it too."""
+    A signature and a measurement are fixed at publish, like the manifest, so the state
+    that keys the cache (manifest digests among it) decides them too."""
     top = doc.latest
     entries = []
     for release in doc.releases:
         entry = release.to_dict()
         if "pipeline" in release.manifest_data:
             entry.setdefault("signature", None)
+        if release.version in measured:
+            entry.setdefault("measured", measured[release.version])
         entries.append(entry)
     body = {"name": doc.name, "latest": str(top.version) if top else None, "versions": entries}
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()

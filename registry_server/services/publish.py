@@ -2,9 +2,10 @@
 
 The order is cheap to dear: size and JSON shape, strict manifest validation, URL match,
 ownership, existing version (200 identical / 409 other), blobs claimed for this publish
-(so garbage collection keeps them) and present with their sizes, the graph re-read by the
-worker, then one transaction under UNIQUE(package, version). The README is rendered once,
-right after (`publish_version`), and stored with the version.
+(so garbage collection keeps them) and present with their sizes, every graph re-read (then
+the package self-tested and measured) by the worker, then one transaction under
+UNIQUE(package, version), storing what was measured with the version. The README is
+rendered once, right after (`publish_version`), and stored with the version.
 
 No transaction stays open during the slow checks (blob store, worker), so a publish
 holds no database connection while it waits. Races between publishers, on one server or
@@ -120,8 +121,7 @@ def check_labels(manifest: Manifest, store: BlobStore) -> None:
     from nnpm.format.labels import parse_labels
     from nnpm.format.limits import MAX_LABELS_BYTES
 
-    assert manifest.project.model is not None
-    for info in manifest.project.model.outputs.values():
+    for info in (o for m in manifest.project.models.values() for o in m.outputs.values()):
         if info.labels:
             entry = manifest.file(info.labels)
             parse_labels(store.read(entry.sha256, MAX_LABELS_BYTES + 1), path=info.labels)
@@ -133,20 +133,21 @@ def check_wiring(session: Session, manifest: Manifest) -> Signature | None:
 
 
 def _check_contents(session: Session, store: BlobStore, settings: ServerSettings, manifest: Manifest,
-                    workers: WorkerPool | None) -> Signature | None:
-    """A model's graph re-read by a worker; a pipeline's wiring checked (its signature returned)."""
+                    workers: WorkerPool | None) -> tuple[Signature | None, dict | None]:
+    """A model's graphs re-read, self-tested and measured by a worker (what it measured returned); a pipeline's
+    wiring checked (its signature returned)."""
     if manifest.project.model is not None:
         from registry_server.services.validate import check_model
 
         check_labels(manifest, store)
         if workers is None:
-            check_model(manifest, store, settings)
+            measured = check_model(manifest, store, settings)
         else:
-            check_model(manifest, store, settings, workers=workers)
-        return None
+            measured = check_model(manifest, store, settings, workers=workers)
+        return None, measured
     signature = check_wiring(session, manifest)
     session.commit()  # end the read transaction of the wiring check
-    return signature
+    return signature, None
 
 
 def publish(session: Session, store: BlobStore, settings: ServerSettings, user: User,
@@ -178,7 +179,7 @@ def publish(session: Session, store: BlobStore, settings: ServerSettings, user: 
     session.commit()  # end the read transaction: no connection waits on the blob store or the worker
     claim_for_publish(session, manifest, store)
     check_blobs(manifest, store)
-    signature = _check_contents(session, store, settings, manifest, workers)
+    signature, measured = _check_contents(session, store, settings, manifest, workers)
 
     for _ in range(3):  # a lost race on the package or version row is settled by re-reading
         try:
@@ -191,8 +192,8 @@ def publish(session: Session, store: BlobStore, settings: ServerSettings, user: 
                 session.add(pkg)
                 session.flush()  # on PostgreSQL this waits for a concurrent creator of the name to finish
                 session.add(Owner(package_id=pkg.id, user_id=user.id))
-            row = _version_row(manifest, version, canonical, digest)
-            row.package_id, row.signature_json = pkg.id, signature_json(signature)
+            row = _version_row(manifest, version, canonical, digest, signature, measured)
+            row.package_id = pkg.id
             session.add(row)
             session.commit()
             return 201, row
@@ -246,11 +247,14 @@ def _settled(session: Session, pkg: Package | None, user: User, version: str,
     return _same_or_conflict(existing, digest, pkg.name, version)
 
 
-def _version_row(manifest: Manifest, version: str, canonical: bytes, digest: str) -> Release:
+def _version_row(manifest: Manifest, version: str, canonical: bytes, digest: str, signature: Signature | None,
+                 measured: dict | None) -> Release:
     """A new Release row (a fresh object per attempt: a rolled-back one may keep a stale id)."""
     return Release(version=version, version_key=version_key(version), manifest_json=canonical.decode(),
                    manifest_sha256=digest, description=_storable(manifest.project.description),
-                   tags="\n".join(_storable(t) for t in manifest.project.tags))
+                   tags="\n".join(_storable(t) for t in manifest.project.tags),
+                   signature_json=signature_json(signature),
+                   measured_json=json.dumps(measured, sort_keys=True) if measured is not None else None)
 
 
 def _storable(text: str) -> str:

@@ -1,4 +1,4 @@
-"""The scratch folder a publish's model is checked in: each distinct blob once, every other name a hard link.
+"""The scratch folder a publish is checked and measured in: each distinct blob once, every other name a hard link.
 
 A manifest may list one blob under many paths. `Scratch.add` links each path to the
 stored blob when the store can (a folder store on the same file system: no bytes
@@ -20,13 +20,14 @@ from registry_server.storage.base import BlobStore
 
 
 def worker_files(manifest: Manifest) -> list[FileEntry]:
-    """What the model-reading worker needs: the graph file and the files that can be its external data.
+    """What the worker needs: every graph file of every variant, the files that can be their external data,
+    and the self-test's arrays.
 
-    The files the project declares besides the graph (README, labels, `[files] include`)
-    are not external data, so they stay out of the scratch folder."""
-    assert manifest.project.model is not None
-    graph = manifest.project.model.file
-    others = set(manifest.project.declared_files()) - {graph}
+    The other files the project declares (README, labels, `[files] include`) are not
+    external data, so they stay out of the scratch folder."""
+    tests = manifest.project.tests
+    graphs = {entry.file for entries in manifest.graphs.values() for entry in entries.values()}
+    others = set(manifest.project.declared_files()) - graphs - ({tests.inputs, tests.outputs} if tests else set())
     return [f for f in manifest.files if f.path not in others]
 
 

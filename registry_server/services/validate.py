@@ -1,25 +1,30 @@
-"""Re-read a published model in a worker subprocess, under memory and time limits, and compare.
+"""Re-read a published package's graphs in a worker subprocess, under memory and time limits; measure it.
 
-Server side, `check_model(manifest, store, settings)` puts the graph file and the files
-that can be its external data into a scratch folder under their manifest paths
-(services/scratch.py: hard links to the store where possible, each distinct blob at most
-once, within --validate-scratch bytes) and runs
+Server side, `check_model(manifest, store, settings)` puts every graph file of every
+variant, the files that can be their external data and the self-test's arrays into a
+scratch folder under their manifest paths (services/scratch.py: hard links to the store
+where possible, each distinct blob at most once, within --validate-scratch bytes) and
+hands a worker one job: `{"root": ..., "manifest": the path of its canonical JSON beside
+the root, "measure": {"budget": seconds} or null}`. The worker has applied RLIMIT_AS /
+RLIMIT_CPU to itself; it reads every graph with `nnpm.format.onnxinfo.read_model(...,
+allow_hardlinks=True)` (which also refuses operators that need a custom-op library),
+compares them with the manifest (services/graphcheck.py), says `{"checked": true}` (from
+then on the server's clock gives it --measure-budget seconds instead of what is left of
+--validate-timeout), runs the self-test and measures every variant (services/measure.py)
+and answers one JSON line: `{"ok": {"graphs": ..., "measured": ...}}` or `{"error": CODE,
+"detail": ..., "hint": ..., "status": ...}`. The server compares the graphs again and
+returns `measured`, stored with the version. A worker that crashes, runs out of memory or
+out of time is an `invalid_model` error, never a server failure. Its messages never name
+the scratch folder. How many workers run at once is decided by the caller
+(registry_server.services.limiter, in front of the whole publish).
 
-    python -m registry_server.services.validate ROOT MODEL_FILE --memory BYTES --cpu SECONDS
-
-which applies RLIMIT_AS / RLIMIT_CPU to itself, calls `nnpm.format.onnxinfo.read_model(...,
-allow_hardlinks=True)` (which also refuses operators that need a custom-op library) and prints one
-JSON line: `{"ok": {...}}` or `{"error": CODE, "detail": ...}`. A worker that crashes,
-runs out of memory or out of time is an `invalid_model` error, never a server failure.
-Its messages never name the scratch folder. How many workers run at once is decided by
-the caller (registry_server.services.limiter, in front of the whole publish).
-
-With `--serve`, the same worker starts ahead of time for services/workers.py: it sets its
-limits, imports onnx, says `{"ready": true}`, then answers up to `--jobs` job lines
-(`{"root": ..., "file": ...}` on stdin, one JSON answer each on stdout), with a fresh CPU
-allowance per job. Tests make a worker fail on purpose with `NNPM_TEST_VALIDATE_FAULT`
-(`crash`: SIGKILL itself, `hang`: sleep, `oom`: allocate past its memory limit), read
-when it starts, at its first job; nothing else reads it.
+The worker starts ahead of time (`--serve`) for services/workers.py: it sets its limits,
+imports onnx (and, with `--runtime`, numpy and onnxruntime), says `{"ready": true}`, then
+answers up to `--jobs` job lines, with a fresh CPU allowance per job. A job may also be
+`{"root": ..., "file": ...}`: read that one graph, answer `{"ok": ModelInfo as JSON}`.
+`run_worker` starts one for a single job. Tests make a worker fail on purpose with
+`NNPM_TEST_VALIDATE_FAULT` (`crash`: SIGKILL itself, `hang`: sleep, `oom`: allocate past
+its memory limit), read when it starts, at its first job; nothing else reads it.
 """
 
 from __future__ import annotations
@@ -29,34 +34,45 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from nnpm.errors import ManifestError, ModelError, NnpmError, PackageSafetyError, error_for_code
-from nnpm.format.manifest import Manifest
+from nnpm.format.manifest import MANIFEST_NAME, Manifest
 from nnpm.fsutil import remove_tree
+from registry_server.services import graphcheck
+from registry_server.services.measure import bounded
 from registry_server.services.scratch import Scratch, worker_files
 
 _ROOT = Path(__file__).resolve().parent.parent.parent  # the folder holding registry_server/
+CHECKED = '{"checked": true}'   # the line a worker sends when its checks passed and its measuring begins
 
 
-def check_model(manifest: Manifest, store: Any, settings: Any, *, workers: Any = None) -> None:
-    """Refuse (422) a model package whose graph does not say what its manifest says.
+def check_model(manifest: Manifest, store: Any, settings: Any, *, workers: Any = None) -> dict | None:
+    """Refuse (422) a model package whose graphs do not say what its manifest says; what was measured, if asked.
 
     `workers`: a services.workers.WorkerPool of pre-started workers; without one, a worker is
     started for this check alone."""
     assert manifest.project.model is not None
     settings.tmp_dir.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="validate-", dir=settings.tmp_dir))
+    root, first = workdir / "package", manifest.project.model.file
+    extra = settings.measure_budget if settings.measure else 0.0
+    job = {"root": str(root), "manifest": str(workdir / MANIFEST_NAME),
+           "measure": {"budget": settings.measure_budget, "time": settings.measure_time}
+           if settings.measure else None}
     try:
-        scratch = Scratch(workdir, store, settings.validate_scratch)
+        (workdir / MANIFEST_NAME).write_bytes(manifest.to_json())   # a file: a job line stays small
+        root.mkdir()
+        scratch = Scratch(root, store, settings.validate_scratch)
         for f in worker_files(manifest):
             scratch.add(f)
         if workers is not None:
-            info = workers.run(workdir, manifest.project.model.file, timeout=settings.validate_timeout)
+            answer = workers.run_job(job, timeout=settings.validate_timeout, label=first, measuring=extra)
         else:
-            info = run_worker(workdir, manifest.project.model.file,
-                              timeout=settings.validate_timeout, memory=settings.validate_memory)
+            answer = run_worker(root, first, timeout=settings.validate_timeout + extra,
+                                memory=settings.validate_memory, job=job)
     except PackageSafetyError as exc:
         raise _explained(exc, manifest) from None
     finally:
@@ -64,13 +80,34 @@ def check_model(manifest: Manifest, store: Any, settings: Any, *, workers: Any =
             remove_tree(workdir)
         except OSError:  # scratch space; the start-up sweep removes what is left
             pass
-    compare(manifest, info)
+    if not isinstance(answer, dict) or not isinstance(answer.get("graphs"), dict):
+        raise ModelError(f"{first!r} could not be read within the registry's limits (the worker's answer is not one)")
+    try:
+        graphcheck.compare(manifest, answer["graphs"])
+    except (KeyError, TypeError, AttributeError):
+        raise ModelError(f"{first!r} could not be read within the registry's limits (the worker's answer is not one)")
+    return _scrubbed(bounded(answer.get("measured")), root)
+
+
+def _scrubbed(value: Any, root: Path) -> Any:
+    """`value` with every string in it scrubbed of the scratch folder's path (a measurement's error messages)."""
+    if isinstance(value, str):
+        return scrub(value, root)
+    if isinstance(value, dict):
+        return {k: _scrubbed(v, root) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrubbed(v, root) for v in value]
+    return value
+
+
+def job_timeout(settings: Any) -> float:
+    """Seconds of one publish's job at most: reading the graphs, and measuring them when the registry does."""
+    return settings.validate_timeout + (settings.measure_budget if settings.measure else 0.0)
 
 
 def _explained(exc: PackageSafetyError, manifest: Manifest) -> PackageSafetyError:
     """A graph reaching for a declared file the worker was not given: say which, and why."""
-    assert manifest.project.model is not None
-    for path in set(manifest.project.declared_files()) - {manifest.project.model.file}:
+    for path in graphcheck.not_data(manifest):
         if repr(path) in exc.message:
             return PackageSafetyError(f"the graph keeps external data in {path!r}, which the package declares as its "
                                       "README, a labels file or an included file",
@@ -106,18 +143,22 @@ def cpu_seconds(timeout: float) -> int:
     return max(1, int(timeout) + 1)
 
 
-def timed_out(model_file: str, timeout: float) -> ModelError:
-    """The error of a worker killed at its wall-clock limit."""
+def timed_out(model_file: str, timeout: float, *, measuring: bool = False) -> ModelError:
+    """The error of a worker killed at its wall-clock limit (while reading, or while measuring)."""
+    if measuring:
+        return ModelError(f"running {model_file!r} to measure it took longer than the registry's {timeout:g} s "
+                          "budget", hint="the graph may be too slow for this registry; ask its operator")
     return ModelError(f"reading {model_file!r} took longer than the registry's {timeout:g} s limit",
                       hint="the graph may be too large for this registry; ask its operator")
 
 
-def run_worker(root: Path, model_file: str, *, timeout: float, memory: int) -> dict:
-    """Run a worker for this one check on `root/model_file`; its ModelInfo as JSON, or the error it reported."""
-    cmd = worker_command(str(root), model_file, "--memory", str(int(memory)), "--cpu", str(cpu_seconds(timeout)))
+def run_worker(root: Path, model_file: str, *, timeout: float, memory: int, job: dict | None = None) -> dict:
+    """Run a worker for this one job (by default: read `root/model_file`); its answer, or the error it reported."""
+    cmd = worker_command("--serve", "--jobs", "1", "--memory", str(int(memory)), "--cpu", str(cpu_seconds(timeout)),
+                         *(["--runtime"] if job and job.get("measure") else []))
+    line = json.dumps(job or {"root": str(root), "file": model_file}).encode() + b"\n"
     try:
-        proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout,
-                              env=worker_env(), cwd=root.parent)
+        proc = subprocess.run(cmd, input=line, capture_output=True, timeout=timeout, env=worker_env(), cwd=root.parent)
     except subprocess.TimeoutExpired:
         raise timed_out(model_file, timeout) from None
     last = proc.stdout.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
@@ -140,8 +181,11 @@ def interpret(line: str, returncode: int | None, root: Path, model_file: str) ->
         if cls is None or not issubclass(cls, (ModelError, PackageSafetyError, ManifestError)):
             cls = ModelError
         hint = answer.get("hint")
-        raise cls(scrub(str(answer.get("detail", "the model was refused")), root)[:1000],
+        err = cls(scrub(str(answer.get("detail", "the model was refused")), root)[:1000],
                   hint=scrub(hint, root)[:1000] if isinstance(hint, str) else None)
+        if answer.get("status") == 422:   # a well-formed manifest that its files contradict
+            err.status = 422
+        raise err
     return answer["ok"]
 
 
@@ -154,47 +198,6 @@ def _exit_text(code: int) -> str:
         except ValueError:
             return f"worker killed by signal {-code}"
     return f"worker exited with status {code}"
-
-
-def compare(manifest: Manifest, info: dict) -> None:
-    """Raise ManifestError (422) naming the first field where manifest and graph disagree."""
-    def refuse(what: str, claimed: Any, actual: Any) -> None:
-        raise _unprocessable(ManifestError(
-            f"the manifest says {_short(claimed)} but the graph says {_short(actual)}",
-            key=what, hint="run 'nnpm pack' again to recompute the manifest"))
-
-    claimed_sig = manifest.signature.to_dict() if manifest.signature else None
-    if claimed_sig != info["signature"]:
-        for side in ("inputs", "outputs"):
-            a, b = (claimed_sig or {}).get(side, []), info["signature"][side]
-            if a != b:
-                refuse(f"signature.{side}", a, b)
-    if dict(manifest.opsets) != info["opsets"]:
-        refuse("opsets", dict(manifest.opsets), info["opsets"])
-    if manifest.ir_version != info["ir_version"]:
-        refuse("ir_version", manifest.ir_version, info["ir_version"])
-    if manifest.params != info["params"]:
-        refuse("params", manifest.params, info["params"])
-    listed = {f.path for f in manifest.files}
-    for ext in info["external_files"]:
-        if ext not in listed:
-            raise PackageSafetyError(f"external data file {ext!r} is not in the manifest's file list")
-    outputs = {o["name"] for o in info["signature"]["outputs"]}
-    assert manifest.project.model is not None
-    for out in manifest.project.model.outputs:
-        if out not in outputs:
-            raise _unprocessable(ManifestError(f"the graph has no output {out!r}", key=f"model.outputs.{out}"))
-
-
-def _unprocessable(err: ManifestError) -> ManifestError:
-    """A well-formed manifest that contradicts its graph is 422, not 400 (see registry_server.error_responses)."""
-    err.status = 422
-    return err
-
-
-def _short(value: Any, limit: int = 200) -> str:
-    text = json.dumps(value, sort_keys=True)
-    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def _limit_self(memory: int, cpu: int, cpu_hard: int | None = None) -> None:
@@ -222,28 +225,68 @@ def _fault(memory: int) -> None:
 _FAULT = os.environ.get("NNPM_TEST_VALIDATE_FAULT")
 
 
+def _error(exc: NnpmError) -> dict:
+    return {"error": exc.code, "detail": exc.message, "hint": exc.hint, "status": exc.status}
+
+
+def _info(info: Any) -> dict:
+    return {"signature": info.signature.to_dict(), "opsets": info.opsets, "ir_version": info.ir_version,
+            "params": info.params, "external_files": list(info.external_files)}
+
+
 def read(root: Path, model_file: str, memory: int) -> dict:
-    """One check inside a worker: `{"ok": ModelInfo as JSON}` or `{"error", "detail", "hint"}`."""
+    """One graph read inside a worker: `{"ok": ModelInfo as JSON}` or `{"error", "detail", "hint"}`."""
     try:
         _fault(memory)
         from nnpm.format.onnxinfo import read_model
 
         info = read_model(root, model_file, allow_hardlinks=True)   # also refuses custom-op domains
     except NnpmError as exc:
-        return {"error": exc.code, "detail": exc.message, "hint": exc.hint}
+        return _error(exc)
     except MemoryError:
         return {"error": ModelError.code, "detail": "the model needs more memory than the registry allows"}
-    return {"ok": {
-        "signature": info.signature.to_dict(),
-        "opsets": info.opsets,
-        "ir_version": info.ir_version,
-        "params": info.params,
-        "external_files": list(info.external_files),
-    }}
+    return {"ok": _info(info)}
 
 
-def serve(memory: int, cpu: int, jobs: int) -> int:
-    """A pre-started worker: limits, onnx imported, `{"ready": true}`, then up to `jobs` job lines answered."""
+def read_package(root: Path, job: dict, memory: int, checked: Callable[[], Any] = lambda: None) -> dict:
+    """One publish inside a worker: every graph read and compared (then `checked()` is called: the caller's clock
+    gives the measuring its own budget from there), then the self-test and the measurements."""
+    try:
+        _fault(memory)
+        from nnpm.format.onnxinfo import read_model
+
+        manifest = Manifest.from_json(Path(job["manifest"]).read_bytes())
+        infos: dict[str, dict[str, dict]] = {}
+        for variant, graph, file in graphcheck.graph_jobs(manifest):
+            infos.setdefault(variant, {})[graph] = _info(read_model(root, file, allow_hardlinks=True))
+        graphcheck.compare(manifest, infos)
+        if job.get("measure"):
+            checked()
+        measured = _measured(root, manifest, job.get("measure"))
+    except NnpmError as exc:
+        return _error(exc)
+    except MemoryError:
+        return {"error": ModelError.code, "detail": "the model needs more memory than the registry allows"}
+    return {"ok": {"graphs": infos, "measured": measured}}
+
+
+def _measured(root: Path, manifest: Manifest, options: Any) -> dict | None:
+    """services.measure.measure_package, when asked; a failure of the measuring itself is recorded, not raised."""
+    if not isinstance(options, dict):
+        return None
+    from registry_server.services.measure import PER_VARIANT_S, machine, measure_package
+
+    try:
+        return measure_package(root, manifest, budget=float(options["budget"]),
+                               per_variant=float(options.get("time", PER_VARIANT_S)))
+    except (NnpmError, MemoryError):
+        raise
+    except Exception as exc:  # a bug or an onnxruntime surprise: the package is fine, its numbers are not known
+        return {"machine": machine(), "error": f"the registry could not measure this package ({type(exc).__name__})"}
+
+
+def serve(memory: int, cpu: int, jobs: int, runtime: bool = False) -> int:
+    """A pre-started worker: limits, onnx (numpy, onnxruntime) imported, `{"ready": true}`, then up to `jobs` jobs."""
     import resource
 
     answers = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
@@ -254,6 +297,10 @@ def serve(memory: int, cpu: int, jobs: int) -> int:
 
     from nnpm.format import onnxinfo  # noqa: F401
 
+    if runtime:
+        import numpy  # noqa: F401
+        import onnxruntime  # noqa: F401
+
     answers.write('{"ready": true}\n')
     for _ in range(jobs):
         line = sys.stdin.readline()
@@ -263,7 +310,12 @@ def serve(memory: int, cpu: int, jobs: int) -> int:
         used = resource.getrusage(resource.RUSAGE_SELF)
         soft = min(hard, int(used.ru_utime + used.ru_stime) + 1 + cpu)
         resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
-        answers.write(json.dumps(read(Path(job["root"]), job["file"], memory)) + "\n")
+        root = Path(job["root"])
+        if "manifest" in job:
+            answer = read_package(root, job, memory, lambda: answers.write(CHECKED + "\n"))
+        else:
+            answer = read(root, job["file"], memory)
+        answers.write(json.dumps(answer) + "\n")
     return 0
 
 
@@ -278,9 +330,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cpu", type=int, required=True)
     parser.add_argument("--serve", action="store_true", help="start now, then answer job lines from stdin")
     parser.add_argument("--jobs", type=int, default=1, help="with --serve: answer at most this many, then exit")
+    parser.add_argument("--runtime", action="store_true", help="with --serve: import numpy and onnxruntime at start")
     args = parser.parse_args(argv)
     if args.serve:
-        return serve(args.memory, args.cpu, max(1, args.jobs))
+        return serve(args.memory, args.cpu, max(1, args.jobs), args.runtime)
     if args.root is None or args.model_file is None:
         parser.error("ROOT and MODEL_FILE are needed without --serve")
     _limit_self(args.memory, args.cpu)

@@ -28,11 +28,20 @@ import threading
 import time
 from pathlib import Path
 
-from registry_server.services.validate import cpu_seconds, interpret, timed_out, worker_command, worker_env
+from registry_server.services.validate import (
+    CHECKED,
+    cpu_seconds,
+    interpret,
+    job_timeout,
+    timed_out,
+    worker_command,
+    worker_env,
+)
 
 log = logging.getLogger("registry_server")
 MAX_ANSWER = 16 * 1024 * 1024  # bytes of one answer line; a longer one is a broken worker
 READY = b'{"ready": true}'
+CHECKED_LINE = CHECKED.encode()
 
 
 class Worker:
@@ -44,6 +53,7 @@ class Worker:
                                      cwd=cwd, env=worker_env())
         self.jobs = 0
         self.ready = False
+        self.measuring = False   # its job's checks passed: it is measuring
         self._buffer = b""
 
     @property
@@ -88,8 +98,12 @@ class Worker:
             self.ready = line == READY
         return self.ready
 
-    def ask(self, job: dict, deadline: float) -> bytes | None:
-        """Send one job and wait for its answer line; None when the worker ended without one."""
+    def ask(self, job: dict, deadline: float, measuring: float = 0.0) -> bytes | None:
+        """Send one job and wait for its answer line; None when the worker ended without one.
+
+        When the worker says its checks passed, the deadline becomes `measuring` s from then
+        (and `self.measuring` is set)."""
+        self.measuring = False
         try:
             self.proc.stdin.write(json.dumps(job).encode() + b"\n")
             self.proc.stdin.flush()
@@ -97,9 +111,12 @@ class Worker:
             return None
         while True:
             line = self._line(deadline)
-            if line != READY:
+            if line == CHECKED_LINE:
+                deadline, self.measuring = (time.monotonic() + measuring if measuring else deadline), True
+            elif line == READY:
+                self.ready = True
+            else:
                 return line
-            self.ready = True
 
     def end(self, wait: float = 5.0) -> int:
         """Close its stdin (it exits by itself), killing it after `wait` s; its exit status."""
@@ -129,11 +146,12 @@ class Worker:
 class WorkerPool:
     """`size` pre-started workers under `memory` bytes and `cpu` CPU seconds per job, each used `max_jobs` times."""
 
-    def __init__(self, size: int, *, memory: int, cpu: int, cwd: Path, max_jobs: int = 1) -> None:
+    def __init__(self, size: int, *, memory: int, cpu: int, cwd: Path, max_jobs: int = 1,
+                 runtime: bool = False) -> None:
         self.size, self.max_jobs = max(1, size), max(1, max_jobs)
         self.cwd = Path(cwd)
         self.argv = worker_command("--serve", "--memory", str(int(memory)), "--cpu", str(int(cpu)),
-                                   "--jobs", str(self.max_jobs))
+                                   "--jobs", str(self.max_jobs), *(["--runtime"] if runtime else []))
         self._lock = threading.Lock()
         self._idle: list[Worker] = []          # started and unused: ready, or still starting
         self._busy: dict[Worker, bool] = {}    # running a job → whether it comes back to the pool after
@@ -141,10 +159,10 @@ class WorkerPool:
 
     @classmethod
     def for_settings(cls, settings) -> "WorkerPool":
-        """The pool a server with these ServerSettings uses."""
+        """The pool a server with these ServerSettings uses (workers that measure import onnxruntime at start)."""
         return cls(settings.validate_workers, memory=settings.validate_memory,
-                   cpu=cpu_seconds(settings.validate_timeout), cwd=settings.tmp_dir,
-                   max_jobs=settings.validate_worker_jobs)
+                   cpu=cpu_seconds(job_timeout(settings)), cwd=settings.tmp_dir,
+                   max_jobs=settings.validate_worker_jobs, runtime=settings.measure)
 
     def start(self) -> None:
         """Start the workers (they get ready in the background)."""
@@ -190,13 +208,20 @@ class WorkerPool:
 
     def run(self, root: Path, model_file: str, *, timeout: float) -> dict:
         """Check `root/model_file` in a worker within `timeout` s: its ModelInfo as JSON, or the error it means."""
+        return self.run_job({"root": str(root), "file": model_file}, timeout=timeout, label=model_file)
+
+    def run_job(self, job: dict, *, timeout: float, label: str, measuring: float = 0.0) -> dict:
+        """One job (services/validate.py) in a worker within `timeout` s, and `measuring` s more once its checks
+        passed: its answer, or the error it means. `label`: the file named in errors about the worker itself."""
+        root, model_file = Path(job["root"]), label
         worker = self._take()
         reusable = False
         try:
-            line = worker.ask({"root": str(root), "file": model_file}, time.monotonic() + timeout)
+            line = worker.ask(job, time.monotonic() + timeout, measuring)
         except TimeoutError:
             worker.kill()
-            raise timed_out(model_file, timeout) from None
+            raise timed_out(model_file, measuring if worker.measuring else timeout,
+                            measuring=worker.measuring) from None
         except BaseException:
             worker.kill()
             raise
