@@ -21,7 +21,7 @@ demo: $(STAMP)
 	$(BIN)/python -m examples.demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadfile   # one worker per core; a module's tests stay together
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -7,12 +7,14 @@
   at the end of the session.
 - ``postgres_url``: a fresh, empty database per test, as a SQLAlchemy URL
   ``postgresql+psycopg://postgres@127.0.0.1:PORT/test_N``.
+- ``database_url``: an empty database, the test run once per backend (a SQLite file, or
+  ``postgres_url``): for migration tests.
 
 The binaries are found on PATH or under /usr/lib/postgresql/*/bin (Debian, Ubuntu).
 Without them the tests skip, except with CI=true, where they fail: CI must run them.
 
 tests/conftest.py loads this module as a plugin (``pytest_plugins``), so every test module
-can ask for both fixtures without importing them; one server serves the whole session.
+can ask for these fixtures without importing them; one server serves the whole session.
 Tests import only the class (``from pgserver import PostgresServer``) when they need it.
 """
 
@@ -154,3 +156,11 @@ def postgres_server() -> Iterator[PostgresServer]:
 def postgres_url(postgres_server: PostgresServer) -> str:
     """A fresh, empty database for this test, as a SQLAlchemy URL."""
     return postgres_server.create_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path) -> str:
+    """An empty database, once per backend: a SQLite file, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'registry.db'}"
+    return request.getfixturevalue("postgres_url")

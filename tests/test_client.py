@@ -51,7 +51,7 @@ def test_every_nnpm_error_code_is_classified_as_server_or_local() -> None:
     assert not SERVER_CODES & LOCAL_CODES
 
 
-@pytest.mark.parametrize("cls", sorted(_subclasses(E.NnpmError) | {E.NnpmError}, key=lambda c: c.code))
+@pytest.mark.parametrize("cls", sorted(_subclasses(E.NnpmError) | {E.NnpmError}, key=lambda c: (c.code, c.__name__)))
 def test_every_error_code_maps_back_as_intended(cls: type[E.NnpmError]) -> None:
     err = error_for_response(418, httpx.Headers({"X-Error-Code": cls.code}),
                              json.dumps({"error": cls.code, "detail": "it went wrong"}).encode(), URL)

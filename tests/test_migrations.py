@@ -30,15 +30,8 @@ from registry_server.db.tables import Base, Package, Release, User
 from registry_server.services.auth import issue_token, user_for_token
 
 ROOT = Path(__file__).resolve().parents[1]
-BACKENDS = ["sqlite", "postgresql"]
 
 
-@pytest.fixture(params=BACKENDS)
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty database: a SQLite file, or a fresh PostgreSQL database."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'registry.db'}"
-    return request.getfixturevalue("postgres_url")
 
 
 def plain_engine(url: str) -> Engine:

@@ -26,12 +26,6 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.registry_backends("sqlite-dir")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty database: a SQLite file, or a fresh PostgreSQL database."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'registry.db'}"
-    return request.getfixturevalue("postgres_url")
 
 
 def run(*argv: str) -> subprocess.CompletedProcess:

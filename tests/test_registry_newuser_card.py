@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
-import pytest
 from sqlalchemy import text
 
 from nnpm.format.packument import Packument
@@ -105,11 +103,6 @@ def test_a_model_card_is_unchanged(api, small_package) -> None:
 
 # -- revision 0003 ---------------------------------------------------------------------------------
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'registry.db'}"
-    return request.getfixturevalue("postgres_url")
 
 
 def test_a_database_at_0002_gains_the_new_columns_and_keeps_its_rows(database_url: str) -> None:

@@ -12,13 +12,11 @@ workers started while it is set. Timings are printed, never asserted.
 from __future__ import annotations
 
 import os
-import statistics
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-from protocol import assert_error, built, put_manifest, upload_blobs
+from protocol import assert_error
 
 from nnpm.errors import ModelError
 from nnpm.format.limits import GIB
@@ -116,43 +114,3 @@ def test_a_failing_worker_is_a_422_and_is_replaced(api_factory, small_package, m
     assert api.publish(small_package("victim"), token).status_code == 201
     assert api.publish(small_package("victim", "1.1.0"), token).status_code == 201
     assert list((api.data_dir / "tmp").glob("validate-*")) == []
-
-
-class OneShot:
-    """What publishes did before the pool: a worker process started for each check."""
-
-    def __init__(self, memory: int) -> None:
-        self.memory = memory
-
-    def run_job(self, job: dict, *, timeout: float, label: str, measuring: float = 0.0) -> dict:
-        from registry_server.services.validate import run_worker
-
-        return run_worker(Path(job["root"]), label, timeout=timeout + measuring, memory=self.memory, job=job)
-
-
-ROUNDS = 3   # of each kind, interleaved; bench/publish.py measures it properly
-
-
-def test_publish_latency_of_a_1mb_model(api_factory, small_package) -> None:
-    """PUT of the manifest → 201 for a 1 MB model (with a README), pre-started workers beside one started per
-    publish, on two registries side by side, interleaved so that the machine's load hits both alike."""
-    pooled, cold = api_factory(), api_factory()
-    pooled.app.state.validators.start()
-    cold.app.state.validators.close()
-    cold.app.state.validators = OneShot(cold.settings.validate_memory)
-    tokens = {id(reg): reg.add_user("alice") for reg in (pooled, cold)}
-    times: dict[str, list[float]] = {"pre-started worker": [], "worker started per publish": []}
-    for i in range(ROUNDS):
-        weights = np.random.default_rng(i).standard_normal(250_000).astype(np.float32)
-        b = built(small_package("onemb", f"1.0.{i}", weights=weights))
-        pairs = [("pre-started worker", pooled), ("worker started per publish", cold)]
-        for label, reg in pairs if i % 2 else pairs[::-1]:
-            upload_blobs(reg, tokens[id(reg)], b)
-            time.sleep(0.3)  # as between two publishes of a person: the replaced workers are warm again
-            start = time.perf_counter()
-            r = put_manifest(reg, tokens[id(reg)], "onemb", f"1.0.{i}", b.manifest.to_json())
-            times[label].append(time.perf_counter() - start)
-            assert r.status_code == 201, r.text
-    print(f"\npublish of a 1 MB model with a README, PUT manifest -> 201 (median of {ROUNDS}):")
-    for label, seconds in times.items():
-        print(f"  {label}: {statistics.median(seconds):.3f} s ({', '.join(f'{t:.3f}' for t in seconds)})")

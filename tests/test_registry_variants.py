@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import time
 from pathlib import Path
 
@@ -341,32 +340,8 @@ def test_the_variants_table_in_a_browser(registry, tmp_path: Path) -> None:
             browser.close()
 
 
-# -- how long a publish takes ----------------------------------------------------------------------
-
-def test_publish_time_of_a_1mb_model_with_an_int8_variant(api, tmp_path: Path) -> None:
-    """PUT manifest → 201 for a 1 MB model with [tests] and one int8 variant (printed, bounded generously)."""
-    token = api.add_user("alice")
-    times = []
-    for i in range(3):
-        b = built(variant_package(tmp_path / f"p{i}", "onemb-variant", n_in=500, n_out=500, version=f"1.0.{i}"))
-        upload_blobs(api, token, b)
-        time.sleep(0.3)   # the replaced worker is warm again, as between two publishes of a person
-        start = time.perf_counter()
-        r = put_manifest(api, token, "onemb-variant", f"1.0.{i}", b.manifest.to_json())
-        times.append(time.perf_counter() - start)
-        assert r.status_code == 201 and r.json()["measured"]["variants"]["int8"]["runs"] >= 5, r.text
-    print(f"\npublish of a 1 MB model + int8 variant with a self-test, PUT manifest -> 201: "
-          f"median {statistics.median(times):.2f} s ({', '.join(f'{t:.2f}' for t in times)})")
-    assert statistics.median(times) < 30
-
-
 # -- revision 0004 ---------------------------------------------------------------------------------
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'registry.db'}"
-    return request.getfixturevalue("postgres_url")
 
 
 def test_a_database_at_0003_gains_measured_json_and_keeps_its_rows(database_url: str) -> None:

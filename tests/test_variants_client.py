@@ -248,3 +248,34 @@ def test_prefer_speed_chooses_from_the_registrys_figures_and_fetches_only_that_v
     assert {line.split("sha256:")[1][:64] for line in fetched} == wanted
     other = "reference" if expected == "int8" else "int8"
     assert not any(digests[pkg.manifest.graph(other).file] in line for line in fetched)
+
+
+def test_a_pipeline_fuses_only_when_its_steps_chosen_variants_agree_on_port_types(tmp_path: Path, monkeypatch) -> None:
+    """A variant that changes I/O types (float16 in and out) breaks the chain it is a step of: one error names the ports."""
+    import nnpm
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("NNPM_HOME", str(home))
+    first = _write(tmp_path / "first", '[package]\nname = "first"\nversion = "1.0.0"\n[model]\nfile = "model.onnx"\n',
+                   {"model.onnx": _matmul(8, 1, "x", "h")})
+    half = _matmul(8, 2, "h", "y")
+    half.graph.input[0].type.tensor_type.elem_type = half.graph.output[0].type.tensor_type.elem_type = \
+        TensorProto.FLOAT16
+    half.graph.initializer[0].CopyFrom(numpy_helper.from_array(_weights(half).astype(np.float16), "W"))
+    second = _write(tmp_path / "second", '[package]\nname = "second"\nversion = "1.0.0"\n[model]\nfile = "model.onnx"\n'
+                    '[variants.half]\nprecision = "float16"\nmodels = { model = "model_half.onnx" }\nchanges-io = true\n',
+                    {"model.onnx": _matmul(8, 2, "h", "y"), "model_half.onnx": half})
+    pipe = _write(tmp_path / "pipe", '[package]\nname = "chain"\nversion = "1.0.0"\n[dependencies]\nfirst = ">=1"\n'
+                  'second = ">=1"\n[pipeline]\nsteps = ["first", "second"]\n', {})
+    run_nnpm(home, "install", "-q", first, second, pipe)
+    x = np.ones((1, 8), np.float32)
+    assert nnpm.load("chain")(x).dtype == np.float32            # the reference steps agree
+    run_nnpm(home, "install", "-q", second, "--variant", "half")
+    line = one_error_line(run_nnpm(home, "run", "chain", "--input", _npy(tmp_path, x), check=False))
+    assert "first.h" in line and "second.h" in line and "float16" in line, line
+
+
+def _npy(root: Path, array: np.ndarray) -> Path:
+    path = root / "x.npy"
+    np.save(path, array)
+    return path

@@ -41,6 +41,7 @@ def init(
 def _load_test_inputs(items: list[str]) -> "dict[str, np.ndarray]":
     """`NAME=FILE.npy` → arrays, read without pickles."""
     from nnpm.errors import InputError
+    from nnpm.runtime.inputs import load_npy
 
     arrays = {}
     for item in items:
@@ -49,25 +50,8 @@ def _load_test_inputs(items: list[str]) -> "dict[str, np.ndarray]":
             raise InputError(f"--test-input {item!r} is not NAME=FILE.npy", hint="e.g. --test-input image=cat.npy")
         if key in arrays:
             raise InputError(f"--test-input {key!r} is given twice")
-        arrays[key] = _load_npy(Path(file), key)
+        arrays[key] = load_npy(Path(file), f"--test-input {key!r}")
     return arrays
-
-
-def _load_npy(path: Path, key: str) -> "np.ndarray":
-    import numpy as np
-
-    from nnpm.errors import InputError
-
-    try:
-        value = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise InputError(f"--test-input {key!r}: {path} is not a readable .npy file ({exc})",
-                         hint="save it with numpy.save; pickled objects are never loaded") from None
-    if not isinstance(value, np.ndarray):
-        value.close()
-        raise InputError(f"--test-input {key!r}: {path} is an .npz archive, not one array",
-                         hint="save each input with numpy.save")
-    return value
 
 
 def register(app: typer.Typer) -> None:

@@ -45,6 +45,7 @@ def run(
 def read_inputs(items: list[str], names: list[str]) -> "dict[str, np.ndarray]":
     """Map `NAME=FILE.npy` (or a bare FILE.npy for a one-input model) to arrays."""
     from nnpm.errors import InputError
+    from nnpm.runtime.inputs import load_npy
 
     feeds = {}
     for item in items:
@@ -58,27 +59,8 @@ def read_inputs(items: list[str], names: list[str]) -> "dict[str, np.ndarray]":
             raise InputError(f"--input {item!r}: the model has no input {key!r}", hint="inputs: " + ", ".join(names))
         if key in feeds:
             raise InputError(f"input {key!r} is given twice")
-        feeds[key] = _load_npy(Path(file), key)
+        feeds[key] = load_npy(Path(file), f"input {key!r}")
     return feeds
-
-
-def _load_npy(path: Path, name: str) -> "np.ndarray":
-    import numpy as np
-
-    from nnpm.errors import InputError
-
-    if not path.is_file():
-        raise InputError(f"input {name!r}: no file {path}")
-    try:
-        value = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise InputError(f"input {name!r}: {path} is not a readable .npy file of numbers or strings ({exc})",
-                         hint="save it with numpy.save; pickled objects are never loaded") from None
-    if not isinstance(value, np.ndarray):
-        value.close()
-        raise InputError(f"input {name!r}: {path} is an .npz archive, not one array",
-                         hint="save each input with numpy.save and pass it as --input NAME=FILE.npy")
-    return value
 
 
 def save_outputs(outputs: "dict[str, Any]", folder: Path) -> list[Path]:

@@ -15,6 +15,7 @@ Rules:
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -149,3 +150,18 @@ def check_step_inputs(exposed: Mapping[str, Any], step_signatures: Mapping[str, 
             check_shape(spec, arr, bound.setdefault(port.step, {}))
         except InputError as exc:
             raise InputError(f"step {port.step}: {exc.message}", hint=exc.hint) from None
+
+
+def load_npy(path: Path, what: str) -> "np.ndarray":
+    """One array from a .npy file, never unpickling; InputError naming `what` ("input 'x'") otherwise."""
+    if not Path(path).is_file():
+        raise InputError(f"{what}: no file {path}")
+    try:
+        value = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise InputError(f"{what}: {path} is not a readable .npy file of numbers or strings ({exc})",
+                         hint="save it with numpy.save; pickled objects are never loaded") from None
+    if not isinstance(value, np.ndarray):
+        value.close()
+        raise InputError(f"{what}: {path} is an .npz archive, not one array", hint="save each array with numpy.save")
+    return value
