@@ -206,7 +206,7 @@ def _check_links(home: Path, env: str) -> list[str]:
     pkg = home / "envs" / env / "pkgs" / "resnet18-1.0.0"
     lock = json.loads((home / "envs" / env / "nnpm.lock").read_text())
     for f in lock["packages"]["resnet18"]["files"]:
-        installed = os.stat(pkg / f["path"])
+        installed = os.stat(pkg / "files" / f["path"])   # the package's own files; nnpm's records beside
         blob = os.stat(home / "store" / "v1" / "sha256" / f["sha256"][:2] / f["sha256"])
         if installed.st_ino != blob.st_ino or installed.st_nlink < 2:
             problems.append(f"{f['path']} is not a hard link of its store blob")

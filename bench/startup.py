@@ -60,7 +60,7 @@ def bench(world: World, runs: int) -> list[Row]:
     log("startup: nnpm.load + first run vs onnxruntime session + first run (fresh processes)")
     home = world.user_home
     env = child_env(NNPM_HOME=str(home))
-    model = home / "envs" / "default" / "pkgs" / "resnet18-1.0.0" / "model.onnx"
+    model = home / "envs" / "default" / "pkgs" / "resnet18-1.0.0" / "files" / "model.onnx"
 
     def inner(code: str, *args: str):
         def once(_i: int) -> float:
