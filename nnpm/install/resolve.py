@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
 
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
@@ -46,6 +47,11 @@ class _Req:
     specifier: SpecifierSet
     text: str
 
+    @cached_property
+    def exact(self) -> bool:
+        """Whether it names versions with == or === (resolved first: asked for on every round)."""
+        return any(s.operator in ("==", "===") for s in self.specifier)
+
 
 def _pins(req: _Req, version: Version) -> bool:
     """Whether the requirement pins exactly this version with == or === (what unlocks a yanked one)."""
@@ -78,11 +84,16 @@ def _dependencies(c: Candidate) -> list[_Req]:
 
 def _as_written(text: object, spec: SpecifierSet) -> str:
     """A dependency's specifier as its author wrote it (">=1,<2", not "<2,>=1"), when that is what it means."""
-    if isinstance(text, str):
-        compact = re.sub(r"\s+", "", text)
-        if compact not in ("", "*") and SpecifierSet(compact) == spec:
-            return compact
-    return str(spec)
+    return _written(text, str(spec)) if isinstance(text, str) else str(spec)
+
+
+@lru_cache(maxsize=4096)
+def _written(text: str, normal: str) -> str:
+    # Thousands of dependencies share a few specifiers; comparing SpecifierSets costs microseconds each.
+    compact = re.sub(r"\s+", "", text)
+    if compact not in ("", "*") and SpecifierSet(compact) == SpecifierSet(normal):
+        return compact
+    return normal
 
 
 class _Provider(AbstractProvider):
@@ -114,7 +125,7 @@ class _Provider(AbstractProvider):
 
     def get_preference(self, identifier, resolutions, candidates, information, backtrack_causes):
         infos = list(information[identifier])
-        pinned = any(s.operator in ("==", "===") for i in infos for s in i.requirement.specifier)
+        pinned = any(i.requirement.exact for i in infos)
         in_conflict = any(identifier in (c.requirement.name, getattr(c.parent, "name", None))
                           for c in backtrack_causes)
         return (not pinned, not in_conflict, sum(1 for _ in candidates[identifier]), identifier)

@@ -71,13 +71,13 @@ def choose(manifest: "Manifest", measured: dict | None, policy: Policy, provider
     names = manifest.variant_names()
     if len(names) == 1:
         return Choice(REFERENCE, "")
+    if policy.prefer == REFERENCE and not (policy.pin and pinned_here):   # needs no onnxruntime import
+        others = ", ".join(v for v in names if v != REFERENCE)
+        return Choice(REFERENCE, f"the default; also published: {others} (compare them with 'nnpm info {manifest.name}')")
     providers = available_providers() if providers is None else providers
     usable = [v for v in names if v == REFERENCE or set(manifest.project.variants[v].providers) <= set(providers)]
     if policy.pin and pinned_here:
         return _pinned(manifest, policy.pin, usable, names)
-    if policy.prefer == REFERENCE:
-        others = ", ".join(v for v in names if v != REFERENCE)
-        return Choice(REFERENCE, f"the default; also published: {others} (compare them with 'nnpm info {manifest.name}')")
     return _preferred(manifest, measured, policy, usable)
 
 
