@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import platform
@@ -12,7 +13,7 @@ import traceback
 from pathlib import Path
 
 from bench import install, pipeline, publish, registry, resolver, startup, variants
-from bench.common import Row, fmt, log, versions
+from bench.common import ROOT, Row, fmt, log, versions
 from bench.world import World
 
 GROUPS = {
@@ -58,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"nnpm bench on {info['cores']} cores ({info['system']}), median of {args.runs} runs after a warm-up; "
           f"load average {info['loadavg_before'][0]:.2f} at the start")
     print("versions: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()))
+    # pip byte-compiles what it installs; nnpm here is an editable checkout, and PYTHONDONTWRITEBYTECODE
+    # (set on some machines) would make every timed process compile it again.
+    compileall.compile_dir(str(ROOT / "nnpm"), quiet=1)
     world = World()
     rows: list[Row] = []
     failed: list[str] = []
