@@ -20,7 +20,10 @@ Here: ``examples_dir`` (session), the example packages of ``examples/``, built o
 Tests must not write into it (copy a package first). ``examples_rebuild`` (session): a second,
 independent build in a process of its own (this process's environment, threads unpinned), for
 the test that builds must be byte-identical. Both builds start in the background as soon as
-collection shows a test wants them, so they overlap the tests that run first.
+collection shows a test wants them, so they overlap the tests that run first. Under
+pytest-xdist (`make test` runs one worker per core) the workers share one ``examples_dir``
+build (the first to claim it builds, the others wait for it; the controller removes it at the
+end), and the rebuild starts only when a worker's test asks for it.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -38,11 +43,51 @@ from cli import ROOT, child_env
 pytest_plugins = ["pgserver", "s3server", "registry_proc", "inprocess", "packages"]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under xdist, fix the run's id in the controller, so that it can remove what its workers shared."""
+    if not hasattr(config, "workerinput") and getattr(config.option, "numprocesses", None):
+        config.option.testrunuid = config.option.testrunuid or uuid.uuid4().hex
+
+
+def _shared_root(name: str, config: pytest.Config | None = None) -> Path | None:
+    """The folder the xdist workers of this run share for one build (None outside xdist)."""
+    uid = os.environ.get("PYTEST_XDIST_TESTRUNUID") or (config and getattr(config.option, "testrunuid", None))
+    return Path(tempfile.gettempdir()) / f"nnpm-examples-{uid}-{name}" if uid else None
+
+
+class _Shared:
+    """A build another xdist worker of this run may have claimed: built once, waited for by all."""
+
+    def __init__(self, root: Path, env: dict[str, str]) -> None:
+        self.root, self.out, self.done = root, root / "examples", root / "done"
+        try:
+            root.mkdir()              # atomic: exactly one worker claims the build
+        except FileExistsError:
+            self.build = None
+        else:
+            self.build = _Build(env, root=root)
+
+    def result(self) -> Path:
+        if self.build is not None:
+            out = self.build.result()
+            self.done.write_text("ok")
+            return out
+        deadline = time.monotonic() + 600
+        while not self.done.exists():
+            assert time.monotonic() < deadline, f"the shared examples build in {self.root} did not finish"
+            time.sleep(0.2)
+        return self.out
+
+    def discard(self) -> None:
+        if self.build is not None and self.build.proc.poll() is None:
+            self.build.proc.kill()
+
+
 class _Build:
     """One `python -m examples.build OUT` in a process of its own, waited for once."""
 
-    def __init__(self, env: dict[str, str]) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="nnpm-examples-"))
+    def __init__(self, env: dict[str, str], root: Path | None = None) -> None:
+        self.root = root or Path(tempfile.mkdtemp(prefix="nnpm-examples-"))
         self.out, self.log = self.root / "examples", self.root / "build.log"
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen([sys.executable, "-m", "examples.build", str(self.out)], cwd=ROOT, env=env,
@@ -69,20 +114,29 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     wanted = {name for item in session.items for name in getattr(item, "fixturenames", ())}
     builds = session.config.stash.setdefault(_BUILDS, {})
     if "examples_dir" in wanted:
-        builds["examples"] = _Build(_BUILD_ENVS["examples"]())
-    if "examples_rebuild" in wanted:
-        builds["rebuild"] = _Build(_BUILD_ENVS["rebuild"]())
+        builds["examples"] = _start("examples")
+    if "examples_rebuild" in wanted and _shared_root("rebuild") is None:
+        builds["rebuild"] = _start("rebuild")
+
+
+def _start(name: str) -> "_Build | _Shared":
+    shared = _shared_root(name) if name == "examples" else None
+    return _Shared(shared, _BUILD_ENVS[name]()) if shared else _Build(_BUILD_ENVS[name]())
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     for build in session.config.stash.get(_BUILDS, {}).values():
         build.discard()
+    if not hasattr(session.config, "workerinput"):   # the controller (or a plain run): every worker is done
+        shared = _shared_root("examples", session.config)
+        if shared is not None:
+            shutil.rmtree(shared, ignore_errors=True)
 
 
 def _build(config: pytest.Config, name: str) -> Path:
     builds = config.stash.setdefault(_BUILDS, {})
     if name not in builds:  # asked for without being collected (e.g. request.getfixturevalue)
-        builds[name] = _Build(_BUILD_ENVS[name]())
+        builds[name] = _start(name)
     return builds[name].result()
 
 
