@@ -109,6 +109,19 @@ _BUILDS = pytest.StashKey[dict]()
 _BUILD_ENVS = {"examples": child_env, "rebuild": lambda: {**os.environ, "PYTHONPATH": str(ROOT)}}
 
 
+# The longest modules first: with one worker per core, a long module that starts last keeps one
+# core busy alone at the end (longest-first is the classic cure for that tail).
+LONG_FIRST = ("test_readme.py", "test_s3_registry.py", "test_variant_author.py", "test_replicas.py",
+              "test_registry_crash.py", "test_registry_variants.py", "test_install.py", "test_new_user.py",
+              "test_registry_api_publish.py", "test_registry_newuser_workers.py")
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list) -> None:
+    """Run the long modules first (stable otherwise)."""
+    rank = {name: i for i, name in enumerate(LONG_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Start the builds the collected tests need now, in the background, so they overlap the first tests."""
     wanted = {name for item in session.items for name in getattr(item, "fixturenames", ())}
