@@ -59,6 +59,7 @@ def test_every_command_of_the_tour_runs_verbatim(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NNPM_") and k != "VIRTUAL_ENV"}
     env["NNPM_HOME"] = str(tmp_path / "home")
     env["MAKEFLAGS"] = "-o .venv/.installed-stamp"
+    env["NNPM_REGISTRY_MEASURE_TIME"] = "0.1"   # as every test registry: a few timed runs per variant, not 2 s
     proc = subprocess.run(["bash", "-c", script], cwd=work, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, f"stdout:\n{proc.stdout[-4000:]}\nstderr:\n{proc.stderr[-4000:]}"
     out = proc.stdout
