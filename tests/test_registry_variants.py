@@ -24,6 +24,11 @@ from sqlalchemy import text
 
 from nnpm.format.packument import Packument
 
+# Measuring does not depend on the backend: one sqlite-dir run each, and the two tests that store
+# (or refuse to store) a measurement run on postgres-s3 too.
+pytestmark = pytest.mark.registry_backends("sqlite-dir")
+BOTH = pytest.mark.registry_backends("sqlite-dir", "postgres-s3")
+
 ROWS = 3  # rows of the test inputs
 
 
@@ -82,6 +87,7 @@ def section(html: str, ident: str) -> str:
 
 # -- measured at publish ---------------------------------------------------------------------------
 
+@BOTH
 def test_a_package_with_tests_and_a_variant_is_measured(api, tmp_path: Path) -> None:
     import onnxruntime
 
@@ -217,6 +223,7 @@ def test_a_package_of_several_graphs_is_tested_and_measured_graph_by_graph(api, 
 
 # -- refused ---------------------------------------------------------------------------------------
 
+@BOTH
 def test_a_failing_self_test_is_refused_naming_the_output(api, tmp_path: Path) -> None:
     token = api.add_user("alice")
     r = api.publish(variant_package(tmp_path / "p", "failing-pkg", failing=True), token)
