@@ -13,7 +13,7 @@ module names; each one's docstring says what it provides:
 
 Helpers that are not fixtures live in tests/cli.py (the CLI in a subprocess),
 tests/protocol.py (registry calls by hand), tests/modelkit.py (ONNX graphs),
-tests/concurrency.py and tests/hostile_server.py.
+tests/concurrency.py, tests/hostile_server.py and tests/migrationkit.py (migration tests).
 
 Here: ``examples_dir`` (session), the example packages of ``examples/``, built once with
 ``python -m examples.build``; each is a folder ``examples_dir / NAME`` with nnpm.toml.

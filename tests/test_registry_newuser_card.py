@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 
+from migrationkit import at_revision, upgraded
 from sqlalchemy import text
 
 from nnpm.format.packument import Packument
@@ -106,35 +107,18 @@ def test_a_model_card_is_unchanged(api, small_package) -> None:
 
 
 def test_a_database_at_0002_gains_the_new_columns_and_keeps_its_rows(database_url: str) -> None:
-    from alembic import command
-    from alembic.autogenerate import compare_metadata
-    from alembic.runtime.migration import MigrationContext
+    from registry_server.db.migrations import current_revision, head_revision
 
-    from registry_server.db.engine import make_engine
-    from registry_server.db.migrations import alembic_config, current_revision, head_revision
-    from registry_server.db.tables import Base
-
-    engine = make_engine(database_url, upgrade=False)
-    try:
-        with engine.begin() as conn:
-            command.upgrade(alembic_config(conn), "0002")
-            conn.execute(text("INSERT INTO users (id, name, created_at) VALUES (1, 'alice', CURRENT_TIMESTAMP)"))
-            conn.execute(text("INSERT INTO tokens (user_id, token_sha256, created_at) "
-                              "VALUES (1, :sha, CURRENT_TIMESTAMP)"), {"sha": "1" * 64})
-            conn.execute(text("INSERT INTO packages (id, name, created_at) VALUES (1, 'kept', CURRENT_TIMESTAMP)"))
-            conn.execute(text("INSERT INTO versions (package_id, version, version_key, manifest_json, "
-                              "manifest_sha256, description, tags, yanked, published_at) VALUES "
-                              "(1, '1.0', '1', '{}', :sha, 'd', 't', :no, CURRENT_TIMESTAMP)"),
-                         {"sha": "0" * 64, "no": False})
-    finally:
-        engine.dispose()
-    engine = make_engine(database_url)
-    try:
-        with engine.connect() as conn:
-            assert current_revision(conn) == head_revision() >= "0003"
-            assert conn.execute(text("SELECT version, signature_json FROM versions")).all() == [("1.0", None)]
-            assert conn.execute(text("SELECT token_sha256, prefix, last_used_at FROM tokens")).all() == [
-                ("1" * 64, None, None)]
-            assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
-    finally:
-        engine.dispose()
+    at_revision(database_url, "0002",
+                ("INSERT INTO users (id, name, created_at) VALUES (1, 'alice', CURRENT_TIMESTAMP)", {}),
+                ("INSERT INTO tokens (user_id, token_sha256, created_at) VALUES (1, :sha, CURRENT_TIMESTAMP)",
+                 {"sha": "1" * 64}),
+                ("INSERT INTO packages (id, name, created_at) VALUES (1, 'kept', CURRENT_TIMESTAMP)", {}),
+                ("INSERT INTO versions (package_id, version, version_key, manifest_json, manifest_sha256, description, "
+                 "tags, yanked, published_at) VALUES (1, '1.0', '1', '{}', :sha, 'd', 't', :no, CURRENT_TIMESTAMP)",
+                 {"sha": "0" * 64, "no": False}))
+    with upgraded(database_url) as conn:
+        assert current_revision(conn) == head_revision() >= "0003"
+        assert conn.execute(text("SELECT version, signature_json FROM versions")).all() == [("1.0", None)]
+        assert conn.execute(text("SELECT token_sha256, prefix, last_used_at FROM tokens")).all() == [
+            ("1" * 64, None, None)]

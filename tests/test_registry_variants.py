@@ -19,6 +19,7 @@ import httpx
 import modelkit
 import numpy as np
 import pytest
+from migrationkit import at_revision, upgraded
 from protocol import assert_error, assert_nothing_published, built, put_blob, put_manifest, upload_blobs
 from sqlalchemy import text
 
@@ -352,30 +353,13 @@ def test_the_variants_table_in_a_browser(registry, tmp_path: Path) -> None:
 
 
 def test_a_database_at_0003_gains_measured_json_and_keeps_its_rows(database_url: str) -> None:
-    from alembic import command
-    from alembic.autogenerate import compare_metadata
-    from alembic.runtime.migration import MigrationContext
+    from registry_server.db.migrations import current_revision, head_revision
 
-    from registry_server.db.engine import make_engine
-    from registry_server.db.migrations import alembic_config, current_revision, head_revision
-    from registry_server.db.tables import Base
-
-    engine = make_engine(database_url, upgrade=False)
-    try:
-        with engine.begin() as conn:
-            command.upgrade(alembic_config(conn), "0003")
-            conn.execute(text("INSERT INTO packages (id, name, created_at) VALUES (1, 'kept', CURRENT_TIMESTAMP)"))
-            conn.execute(text("INSERT INTO versions (package_id, version, version_key, manifest_json, "
-                              "manifest_sha256, description, tags, yanked, published_at, signature_json) VALUES "
-                              "(1, '1.0', '1', '{}', :sha, 'd', 't', :no, CURRENT_TIMESTAMP, NULL)"),
-                         {"sha": "0" * 64, "no": False})
-    finally:
-        engine.dispose()
-    engine = make_engine(database_url)
-    try:
-        with engine.connect() as conn:
-            assert current_revision(conn) == head_revision() >= "0004"
-            assert conn.execute(text("SELECT version, measured_json FROM versions")).all() == [("1.0", None)]
-            assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
-    finally:
-        engine.dispose()
+    at_revision(database_url, "0003",
+                ("INSERT INTO packages (id, name, created_at) VALUES (1, 'kept', CURRENT_TIMESTAMP)", {}),
+                ("INSERT INTO versions (package_id, version, version_key, manifest_json, manifest_sha256, description, "
+                 "tags, yanked, published_at, signature_json) VALUES (1, '1.0', '1', '{}', :sha, 'd', 't', :no, "
+                 "CURRENT_TIMESTAMP, NULL)", {"sha": "0" * 64, "no": False}))
+    with upgraded(database_url) as conn:
+        assert current_revision(conn) == head_revision() >= "0004"
+        assert conn.execute(text("SELECT version, measured_json FROM versions")).all() == [("1.0", None)]
