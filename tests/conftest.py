@@ -56,38 +56,40 @@ def _shared_root(name: str, config: pytest.Config | None = None) -> Path | None:
 
 
 class _Shared:
-    """A build another xdist worker of this run may have claimed: built once, waited for by all."""
+    """A build another xdist worker of this run may have claimed: built once, waited for by all.
+
+    The build process itself leaves `done` (or `failed`) beside its output, so a worker that
+    claimed it but never needs it, or finishes first, leaves the others nothing to wait for in vain."""
 
     def __init__(self, root: Path, env: dict[str, str]) -> None:
-        self.root, self.out, self.done = root, root / "examples", root / "done"
+        self.root, self.out = root, root / "examples"
         try:
             root.mkdir()              # atomic: exactly one worker claims the build
         except FileExistsError:
-            self.build = None
-        else:
-            self.build = _Build(env, root=root)
+            return
+        with open(root / "build.log", "wb") as log:
+            subprocess.Popen(["bash", "-c", '"$0" -m examples.build "$1" && : > "$2/done" || : > "$2/failed"',
+                              sys.executable, str(self.out), str(root)], cwd=ROOT, env=env,
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
 
     def result(self) -> Path:
-        if self.build is not None:
-            out = self.build.result()
-            self.done.write_text("ok")
-            return out
         deadline = time.monotonic() + 600
-        while not self.done.exists():
+        while not (self.root / "done").exists():
+            assert not (self.root / "failed").exists(), \
+                f"python -m examples.build failed:\n{(self.root / 'build.log').read_text(errors='replace')}"
             assert time.monotonic() < deadline, f"the shared examples build in {self.root} did not finish"
             time.sleep(0.2)
         return self.out
 
     def discard(self) -> None:
-        if self.build is not None and self.build.proc.poll() is None:
-            self.build.proc.kill()
+        """Nothing: other workers may still use the build; the controller removes it at the end."""
 
 
 class _Build:
     """One `python -m examples.build OUT` in a process of its own, waited for once."""
 
-    def __init__(self, env: dict[str, str], root: Path | None = None) -> None:
-        self.root = root or Path(tempfile.mkdtemp(prefix="nnpm-examples-"))
+    def __init__(self, env: dict[str, str]) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="nnpm-examples-"))
         self.out, self.log = self.root / "examples", self.root / "build.log"
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen([sys.executable, "-m", "examples.build", str(self.out)], cwd=ROOT, env=env,

@@ -279,3 +279,20 @@ def _npy(root: Path, array: np.ndarray) -> Path:
     path = root / "x.npy"
     np.save(path, array)
     return path
+
+
+@pytest.mark.parametrize("field,value", [("variant", "../../outside"), ("version", "1.0.0/../../../outside"),
+                                         ("variant", "Int8")])
+def test_a_lock_naming_a_path_as_variant_or_version_is_one_error_and_changes_nothing(
+        tmp_path: Path, field: str, value: str) -> None:
+    home = tmp_path / "home"
+    run_nnpm(home, "install", "-q", _with_variant(tmp_path), "--variant", "int8")
+    lock = home / "envs" / "default" / "nnpm.lock"
+    before = lock.read_bytes()
+    data = json.loads(before)
+    data["packages"]["vpkg"][field] = value
+    hostile = tmp_path / "hostile.lock"
+    hostile.write_text(json.dumps(data))
+    line = one_error_line(run_nnpm(home, "install", "--locked", "--lock", hostile, check=False))
+    assert "malformed" in line, line
+    assert lock.read_bytes() == before and not (tmp_path / "outside").exists()

@@ -21,7 +21,7 @@ DEFAULT_RTOL, DEFAULT_ATOL = 1e-4, 1e-5
 MAX_TRANSFORM_JSON = 4096
 
 GRAPH_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}\Z", re.ASCII)
-_VARIANT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}\Z", re.ASCII)
+VARIANT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}\Z", re.ASCII)
 _PROVIDER_RE = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,63}ExecutionProvider\Z", re.ASCII)
 _VARIANT_KEYS = {"precision", "derived-from", "models", "transform", "requires", "changes-io"}
 
@@ -138,7 +138,7 @@ def _parse_transform(data: Any, file: str | None, key: str) -> Transform:
 
 def _parse_variant(name: str, data: Any, graphs: list[str], file: str | None) -> VariantSection:
     key = f"variants.{name}"
-    if not _VARIANT_RE.match(name) or name == REFERENCE:
+    if not VARIANT_NAME.match(name) or name == REFERENCE:
         raise ManifestError(f"{name!r} is not a variant name" + (" (reference is the [models] files themselves)"
                                                                if name == REFERENCE else ""),
                             file=file, key=key, hint="use 1-64 lower-case letters, digits, '_' and '-', e.g. int8")

@@ -10,11 +10,17 @@ JSON, deterministic (sorted keys), format 1:
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from packaging.version import Version
+
 from nnpm.errors import EnvError, IntegrityError
+from nnpm.format.variants import VARIANT_NAME
+
+_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,98}[a-z0-9])?\Z", re.ASCII)   # PEP 503 normal form
 
 if TYPE_CHECKING:
     from nnpm.format.manifest import Manifest
@@ -49,9 +55,13 @@ class LockedPackage:
     def from_dict(cls, name: str, data: dict) -> "LockedPackage":
         """Parse one lock entry."""
         try:
+            if not _NAME.match(name) or str(Version(data["version"])) != data["version"]:
+                raise ValueError("the name or the version is not in nnpm's normal form")   # both name folders
             variant, reason = data.get("variant", "reference"), data.get("variant_reason", "")
             if not isinstance(variant, str) or not isinstance(reason, str):
                 raise ValueError("variant and variant_reason must be strings")
+            if variant != "reference" and not VARIANT_NAME.match(variant):   # it names a folder: no paths
+                raise ValueError(f"{variant[:64]!r} is not a variant name")
             return cls(name=name, version=data["version"], manifest_sha256=data["manifest_sha256"],
                        source=data["source"], requested=bool(data.get("requested", True)),
                        files=tuple((f["path"], int(f["size"]), f["sha256"]) for f in data["files"]),
