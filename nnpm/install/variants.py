@@ -9,9 +9,10 @@ from claims. `--variant NAME` pins one. Providers come from this machine's onnxr
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from nnpm.errors import RequirementError
+from nnpm.format.measured import variant_rows
 
 if TYPE_CHECKING:
     from nnpm.format.manifest import Manifest
@@ -50,21 +51,6 @@ def available_providers() -> list[str]:
     return list(onnxruntime.get_available_providers())
 
 
-def variant_figures(measured: dict | None, variant: str) -> dict:
-    """The registry's figures for one variant ({} when it has none or skipped it)."""
-    entry = ((measured or {}).get("variants") or {}).get(variant)
-    return entry if isinstance(entry, dict) and "skipped" not in entry else {}
-
-
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
-def variant_size(manifest: "Manifest", variant: str) -> int:
-    """Bytes of one variant's graphs and their data."""
-    return sum(entry.bytes for entry in manifest.graphs.get(variant, {}).values())
-
-
 def choose(manifest: "Manifest", measured: dict | None, policy: Policy, providers: list[str] | None = None,
            *, pinned_here: bool = True) -> Choice:
     """The variant of `manifest` to install under `policy` (`pinned_here`: the pin applies to this package)."""
@@ -93,27 +79,25 @@ def _pinned(manifest: "Manifest", pin: str, usable: list[str], names: list[str])
 
 
 def _preferred(manifest: "Manifest", measured: dict | None, policy: Policy, usable: list[str]) -> Choice:
-    ref = variant_figures(measured, REFERENCE)
-    ref_latency, ref_size = _number(ref.get("latency_ms")), variant_size(manifest, REFERENCE)
+    rows = {row.variant: row for row in variant_rows(manifest, measured)}   # the card's and info's figures
     scored = []
     for name in usable:
-        figures = variant_figures(measured, name)
-        drift = 0.0 if name == REFERENCE else _number((figures.get("drift") or {}).get("rel_l2"))
-        latency = _number(figures.get("latency_ms"))
-        if drift is None or drift > policy.max_drift or (policy.prefer == "speed" and latency is None):
+        row = rows[name]
+        drift = 0.0 if name == REFERENCE else row.rel_l2
+        if drift is None or drift > policy.max_drift or (policy.prefer == "speed" and row.latency_ms is None):
             continue
-        key = latency if policy.prefer == "speed" else variant_size(manifest, name)
-        scored.append((key, name != REFERENCE, name, drift, latency))
+        key = row.latency_ms if policy.prefer == "speed" else row.bytes
+        scored.append((key, name != REFERENCE, name, drift))
     if not scored:
         return Choice(REFERENCE, f"no measured variant is within drift {policy.max_drift:g}")
-    _, _, name, drift, latency = min(scored)
+    _, _, name, drift = min(scored)
     if name == REFERENCE:
         return Choice(REFERENCE, f"no variant is {'faster' if policy.prefer == 'speed' else 'smaller'} "
                                  f"within drift {policy.max_drift:g}")
+    row = rows[name]
     if policy.prefer == "speed":
-        gain = f"{ref_latency / latency:.1f}x faster" if ref_latency and latency else "fastest"
+        gain = f"{row.speedup:.1f}x faster" if row.speedup else "fastest"
     else:
-        size = variant_size(manifest, name)
-        gain = f"{ref_size / size:.1f}x smaller" if size else "smallest"
+        gain = f"{row.shrink:.1f}x smaller" if row.shrink else "smallest"
     return Choice(name, f"--prefer {policy.prefer}: {gain} than the reference as measured by the registry, "
                         f"drift (rel L2) {drift:.2g} within {policy.max_drift:g}")
