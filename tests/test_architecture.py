@@ -165,11 +165,15 @@ def test_no_module_over_400_lines_and_no_function_over_60() -> None:
     assert too_long == []
 
 
+# Spelled in two pieces so that this file, too, holds no reference to them.
+OUTSIDE = ("DESIGN" + ".md", ".." + "/shared")
+
+
 def test_nothing_refers_to_a_design_file_outside_the_repository() -> None:
     offenders = []
     for path in [*python_files(*CHECKED_FOR_SIZE), *(ROOT / "docs").glob("*.md"), ROOT / "README.md"]:
         text = path.read_text(encoding="utf-8")
-        if path.name != "test_architecture.py" and ("DESIGN.md" in text or "../shared" in text):
+        if any(name in text for name in OUTSIDE):
             offenders.append(str(path.relative_to(ROOT)))
     assert offenders == []
 
