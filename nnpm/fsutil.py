@@ -13,7 +13,7 @@ import shutil
 import stat
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -90,3 +90,52 @@ def remove_tree(path: Path) -> None:
             shutil.rmtree(path, onerror=make_writable)
     else:
         path.unlink(missing_ok=True)
+
+
+@contextmanager
+def flock(path: Path, mode: int, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+    """An advisory lock on `path` (created when missing), released when the block ends or the process dies."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait:
+                on_wait()
+            fcntl.flock(fd, mode)
+        yield
+    finally:
+        os.close(fd)
+
+
+_held: dict[str, tuple[threading.RLock, list[int]]] = {}
+_held_guard = threading.Lock()
+
+
+@contextmanager
+def reentrant_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on `path` between processes and threads, which the holder may take again.
+
+    Threads of this process queue on an RLock; the outermost holder takes the flock."""
+    import fcntl
+
+    with _held_guard:
+        rlock, depth = _held.setdefault(str(path), (threading.RLock(), [0]))
+    with rlock:
+        if depth[0]:
+            depth[0] += 1
+            try:
+                yield
+            finally:
+                depth[0] -= 1
+            return
+        with flock(path, fcntl.LOCK_EX):
+            depth[0] = 1
+            try:
+                yield
+            finally:
+                depth[0] = 0
+

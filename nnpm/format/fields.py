@@ -10,7 +10,6 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
-from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from nnpm.errors import ManifestError
@@ -19,6 +18,7 @@ from nnpm.format.limits import MAX_LIST_ITEMS, MAX_NAME_LENGTH, MAX_PATH_LENGTH,
 # PEP 508 project names, ASCII only: under IGNORECASE without ASCII, [A-Z] also matches 'ſ' and 'ı'
 # (they upper-case to S and I), which would let look-alikes of existing names in.
 _NAME_RE = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])\Z", re.IGNORECASE | re.ASCII)
+_SEPARATORS = re.compile(r"[-_.]+")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 # Names nnpm itself uses beside or inside a package folder (the archive's manifest, an author's
 # nnpm.toml, a lock, install records, a project's .nnpm/ folder): no package file may take them.
@@ -26,6 +26,11 @@ RESERVED_PATHS = frozenset({"manifest.json", "nnpm.toml", "nnpm.lock", "stat.jso
 RESERVED_FOLDERS = frozenset({".nnpm"})
 _MAX_NAME = MAX_NAME_LENGTH
 DIGEST_RE = re.compile(r"^[0-9a-f]{64}\Z")
+
+
+def normal_name(name: str) -> str:
+    """PEP 503 normal form, as packaging.utils.canonicalize_name (whose import pulls packaging.tags: 14 ms)."""
+    return _SEPARATORS.sub("-", name).lower()
 
 
 def canonical_name(name: str, *, file: str | None = None, key: str = "package.name") -> str:
@@ -36,7 +41,7 @@ def canonical_name(name: str, *, file: str | None = None, key: str = "package.na
             file=file, key=key,
             hint=f"use up to {_MAX_NAME} letters, digits, '-', '_' or '.', starting and ending with a letter or digit",
         )
-    return canonicalize_name(name)
+    return normal_name(name)
 
 
 def parse_version(value: Any, *, file: str | None = None, key: str = "package.version") -> Version:

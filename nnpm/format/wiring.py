@@ -13,9 +13,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from packaging.specifiers import SpecifierSet
-from packaging.utils import canonicalize_name
 
 from nnpm.errors import PipelineError
+from nnpm.format.fields import normal_name
 from nnpm.format.manifest import Manifest, Signature, TensorSpec
 from nnpm.format.project import PipelineSection, Project, step_graph, step_package
 
@@ -37,7 +37,7 @@ class Port:
         """'resnet18.input' → Port('resnet18', 'input'); canonical step names hold no dots."""
         step, _, name = text.partition(".")
         package, colon, graph = step.partition(":")
-        return cls(canonicalize_name(package) + colon + graph, name)
+        return cls(normal_name(package) + colon + graph, name)
 
 
 @dataclass(frozen=True)

@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 
 from packaging.specifiers import SpecifierSet
-from packaging.utils import canonicalize_name
 from packaging.version import Version
 from resolvelib import AbstractProvider, BaseReporter, ResolutionImpossible, ResolutionTooDeep
 from resolvelib.resolvers import Resolution
 
 from nnpm.errors import ManifestError, ResolutionError, SpecError
+from nnpm.format.fields import normal_name
 from nnpm.format.packument import Packument, Release
 from nnpm.format.spec import Spec, parse_spec
 
@@ -78,7 +78,7 @@ def _dependencies(c: Candidate) -> list[_Req]:
     except ManifestError as exc:
         raise ResolutionError(f"{c.name} {c.version} has an invalid specifier or dependency table ({exc.message})",
                               hint="ask its maintainers to publish a fixed version") from None
-    written = {canonicalize_name(k): v for k, v in (c.release.manifest_data.get("dependencies") or {}).items()}
+    written = {normal_name(k): v for k, v in (c.release.manifest_data.get("dependencies") or {}).items()}
     return [_Req(name, spec, name + _as_written(written.get(name), spec)) for name, spec in sorted(deps.items())]
 
 
@@ -99,8 +99,9 @@ def _written(text: str, normal: str) -> str:
 class _Provider(AbstractProvider):
     """resolvelib provider: packages are canonical names, candidates come from packuments."""
 
-    def __init__(self, get_packument: Callable[[str], Packument | None], pre: bool) -> None:
-        self._get, self.pre = get_packument, pre
+    def __init__(self, get_packument: Callable[[str], Packument | None], pre: bool,
+                 prefer: dict[str, Version] | None = None) -> None:
+        self._get, self.pre, self.prefer = get_packument, pre, prefer or {}
         self._packuments: dict[str, Packument | None] = {}
         self._candidates: dict[str, list[Candidate]] = {}
         self._satisfied: dict[tuple[_Req, Version], bool] = {}
@@ -117,7 +118,10 @@ class _Provider(AbstractProvider):
         if name not in self._candidates:
             packument = self.packument(name)
             releases = packument.releases if packument is not None else ()
-            self._candidates[name] = [Candidate(name, r.version, r) for r in reversed(releases)]
+            found = [Candidate(name, r.version, r) for r in reversed(releases)]
+            # A version a lock already holds is tried first: re-locking moves nothing it need not.
+            found.sort(key=lambda c: c.version != self.prefer.get(name))
+            self._candidates[name] = found
         return self._candidates[name]
 
     def identify(self, requirement_or_candidate):
@@ -240,10 +244,12 @@ def _resolve_once(reqs: list[_Req], provider: _Provider) -> dict[str, Candidate]
 
 
 def resolve(requirements: Iterable[object], get_packument: Callable[[str], Packument | None], *,
-            pre: bool = False) -> dict[str, Candidate]:
-    """Pick one version per package so every requirement holds; raises ResolutionError."""
+            pre: bool = False, prefer: dict[str, Version] | None = None) -> dict[str, Candidate]:
+    """Pick one version per package so every requirement holds; raises ResolutionError.
+
+    `prefer` names a version per package to try before the newest (what a lock holds)."""
     reqs = [_user_req(r) for r in requirements]
-    provider = _Provider(get_packument, pre)
+    provider = _Provider(get_packument, pre, prefer)
     while True:  # ends: each pass excludes at least one more candidate
         resolved = _resolve_once(reqs, provider)
         # resolvelib can keep a pin that only a since-dropped requirement allowed (a yanked version

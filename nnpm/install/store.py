@@ -27,7 +27,7 @@ from pathlib import Path
 
 from nnpm.errors import IntegrityError
 from nnpm.format.fields import is_digest
-from nnpm.fsutil import remove_tree
+from nnpm.fsutil import flock, remove_tree
 from nnpm.hashing import CHUNK, file_digest
 
 LAYOUT = "v1"
@@ -48,20 +48,20 @@ class Store:
     @contextmanager
     def using(self) -> Iterator[None]:
         """Hold the store shared: installs may run together, `cache clean` waits for them to finish."""
-        with _flock(self.root / ".lock", fcntl.LOCK_SH):
+        with flock(self.root / ".lock", fcntl.LOCK_SH):
             yield
 
     @contextmanager
     def cleaning(self, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
         """Hold the store alone (for pruning): waits until no install uses it."""
-        with _flock(self.root / ".lock", fcntl.LOCK_EX, on_wait=on_wait):
+        with flock(self.root / ".lock", fcntl.LOCK_EX, on_wait=on_wait):
             yield
 
     @contextmanager
     def downloading(self, digest: str) -> Iterator[Path]:
         """The partial file of one blob, held by this process alone: one writer per blob, others wait."""
         path = self.partial_path(digest)
-        with _flock(path.with_name(path.name + ".lock"), fcntl.LOCK_EX):
+        with flock(path.with_name(path.name + ".lock"), fcntl.LOCK_EX):
             yield path
 
     def partial_path(self, digest: str) -> Path:
@@ -192,20 +192,3 @@ class Store:
         """(number of blobs, total bytes)."""
         sizes = [p.stat().st_size for _, p in self.blobs()]
         return len(sizes), sum(sizes)
-
-
-@contextmanager
-def _flock(path: Path, mode: int, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
-    """An advisory lock on `path` (created when missing), released when the block ends or the process dies."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, mode | fcntl.LOCK_NB)
-        except BlockingIOError:
-            if on_wait:
-                on_wait()
-            fcntl.flock(fd, mode)
-        yield
-    finally:
-        os.close(fd)
