@@ -12,7 +12,7 @@ import time
 import traceback
 from pathlib import Path
 
-from bench import install, pipeline, publish, registry, resolver, startup, variants
+from bench import install, pipeline, projects, publish, registry, resolver, startup, variants
 from bench.common import ROOT, Row, fmt, log, versions
 from bench.world import World
 
@@ -24,6 +24,7 @@ GROUPS = {
     "resolver": resolver.bench,
     "publish": publish.bench,
     "variants": variants.bench,
+    "projects": projects.bench,
 }
 RESULTS = Path(__file__).resolve().parent / "results.json"
 

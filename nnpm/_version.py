@@ -1,3 +1,3 @@
 """The nnpm release, in one place (pyproject reads it; nothing inside nnpm imports the package façade for it)."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -39,6 +39,7 @@ class Settings:
     env: str
     registry: str | None
     token: str | None
+    env_explicit: bool = False     # named by an argument (--env, env=): wins over a project
 
     @property
     def store_dir(self) -> Path:
@@ -89,7 +90,7 @@ def load_settings(*, env: str | None = None, registry: str | None = None, token:
     url = normalise_url(url) if url else None
     tok = token or os.environ.get("NNPM_TOKEN") or (config.get("tokens", {}).get(url) if url else None)
     env_name = env or os.environ.get("NNPM_ENV") or DEFAULT_ENV
-    return Settings(home=home, env=env_name, registry=url, token=tok)
+    return Settings(home=home, env=env_name, registry=url, token=tok, env_explicit=env is not None)
 
 
 CONFIG_KEYS = {"registry": "the default registry URL (no token needed to read from it)"}

@@ -23,7 +23,7 @@ app = typer.Typer(
 )
 
 # In the order `nnpm --help` lists them: author, publish, consume, run, look after.
-COMMAND_MODULES = ("init", "variant", "test", "pack", "publish", "login", "yank", "owner", "install", "list", "info",
+COMMAND_MODULES = ("init", "variant", "test", "pack", "publish", "login", "yank", "owner", "project", "install", "list", "info",
                    "search", "outdated", "run", "compose", "env", "cache", "config", "token", "registry")
 
 
@@ -38,8 +38,19 @@ def _print_version(value: bool) -> None:
 @app.callback()
 def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Show tracebacks and more detail."),
           version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
-                                       help="Show nnpm's version and exit.")) -> None:
+                                       help="Show nnpm's version and exit."),
+          project: str = typer.Option(None, "--project", help="The project folder (default: NNPM_PROJECT, else "
+                                      "found from the current folder upwards)."),
+          no_project: bool = typer.Option(False, "--no-project", help="Ignore any project: use named environments.")
+          ) -> None:
+    import os
+
     state.verbose = verbose
+    # The environment is chosen deep in nnpm.install.env; these travel there as the variables they stand for.
+    if project:
+        os.environ["NNPM_PROJECT"] = project
+    if no_project:
+        os.environ["NNPM_NO_PROJECT"] = "1"
 
 
 def _register() -> None:

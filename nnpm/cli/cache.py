@@ -9,13 +9,13 @@ cache_app = typer.Typer(help="Inspect and clean the local store.", no_args_is_he
 
 def _store_and_used():
     from nnpm.config import load_settings
-    from nnpm.install.env import env_names, open_env
+    from nnpm.install.env import all_envs
     from nnpm.install.store import Store
 
     settings = load_settings()
     used = set()
-    for name in env_names(settings):
-        for p in open_env(name, settings).lock().packages.values():
+    for env in all_envs(settings):
+        for p in env.lock().packages.values():
             used.add(p.manifest_sha256)
             used.update(d for _, _, d in p.files)
     return settings, Store(settings.store_dir), used

@@ -48,6 +48,9 @@ def install(
     from nnpm.install.lockfile import Lock
 
     inst = installer(env, registry, progress=False if quiet else None)
+    if inst.env.project is not None:
+        _in_project(inst, specs, locked, quiet)
+        return
     if locked:
         if specs:
             raise ManifestError("--locked installs what the lock file says; give no package names with it")
@@ -76,6 +79,19 @@ def install(
         f"{f.present} already in the store, {plural(result.linked, 'file')} linked")
 
 
+def _in_project(inst: "Installer", specs: list[str] | None, locked: bool, quiet: bool) -> None:
+    """Inside a project, `nnpm install` alone syncs it; naming packages is `nnpm add`'s job (sync would undo it)."""
+    from nnpm.errors import EnvError
+
+    if specs:
+        what = " ".join(specs)
+        raise EnvError(f"this is project {inst.env.name!r}, whose environment holds what its nnpm.lock says",
+                       hint=f"run 'nnpm add {what}', or 'nnpm --no-project install {what}' for a named environment")
+    from nnpm.cli.project import sync
+
+    sync(registry=inst.settings.registry, frozen=locked, force=False, quiet=quiet)
+
+
 def _policy(prefer: str, max_drift: float, variant: str | None):
     """The variant policy the options ask for."""
     from nnpm.errors import SpecError
@@ -94,8 +110,13 @@ def uninstall(
 ) -> None:
     """Remove packages from an environment (and dependencies nothing else needs)."""
     from nnpm.cli.output import say
+    from nnpm.errors import EnvError
 
-    removed = installer(env, None).uninstall(names)
+    inst = installer(env, None)
+    if inst.env.project is not None:
+        raise EnvError(f"this is project {inst.env.name!r}, whose environment holds what its nnpm.lock says",
+                       hint=f"run 'nnpm remove {' '.join(names)}'")
+    removed = inst.uninstall(names)
     for name, version in removed:
         say(f"removed {name} {version}")
 

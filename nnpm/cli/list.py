@@ -26,11 +26,12 @@ def list_(
     rows = [{"name": n, "version": p.version, "variant": p.variant, "source": p.source, "requested": p.requested,
              "size": sum(s for _, s, _ in p.files)} for n, p in sorted(lock.packages.items())]
     if as_json:
-        print(json.dumps({"env": e.name, "packages": rows}, indent=1))
+        print(json.dumps({"env": e.name, "project": str(e.project.root) if e.project else None,
+                          "packages": rows}, indent=1))
         return
     out = console()
     if not rows:
-        out.print(f"env {e.name}: no packages installed")
+        out.print(f"{_title(e)}: no packages installed")
         return
     from rich.table import Table
 
@@ -41,10 +42,14 @@ def list_(
     for r in rows:
         table.add_row(r["name"] + ("" if r["requested"] else " (dep)"), r["version"],
                       *((r["variant"],) if variants else ()), human_size(r["size"]), r["source"])
-    out.print(f"env {e.name}:")
+    out.print(f"{_title(e)}:")
     out.print(table)
 
 
 def register(app: typer.Typer) -> None:
     """Add `nnpm list`."""
     app.command("list")(list_)
+
+
+def _title(e) -> str:
+    return f"project {e.name} ({e.root})" if e.project else f"env {e.name}"

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from nnpm.hashing import file_digest
-from nnpm.install.env import FILES_DIR, env_names, open_env, repair_hint
+from nnpm.install.env import FILES_DIR, all_envs
 
 if TYPE_CHECKING:
     from nnpm.config import Settings
@@ -28,10 +28,11 @@ class Damage:
     name: str
     version: str
     paths: list[str] = field(default_factory=list)
+    hint: str = ""
 
     def repair(self) -> str:
         """The command that repairs it."""
-        return repair_hint(self.name, self.version).removeprefix("run ").strip("'") + f" --env {self.env}"
+        return self.hint.removeprefix("run ").replace("'", "")
 
 
 @dataclass
@@ -53,8 +54,7 @@ def audit(settings: "Settings", store: "Store") -> Audit:
         actual = _hash(path, hashes)
         if actual != digest:
             result.corrupt_blobs.append(digest)
-    for env_name in env_names(settings):
-        env = open_env(env_name, settings)
+    for env in all_envs(settings):
         for name, locked in sorted(env.lock().packages.items()):
             files_dir = env.package_dir(name, locked.version, locked.variant) / FILES_DIR
             bad = []
@@ -65,7 +65,7 @@ def audit(settings: "Settings", store: "Store") -> Audit:
                         or _hash(path, hashes) != digest:
                     bad.append(rel)
             if bad:
-                result.damaged.append(Damage(env_name, name, locked.version, bad))
+                result.damaged.append(Damage(env.name, name, locked.version, bad, env.repair_hint(name, locked.version)))
     return result
 
 

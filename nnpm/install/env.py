@@ -28,16 +28,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from nnpm.errors import EnvError, IntegrityError, NotInstalledError, PackageSafetyError
+from nnpm.format.fields import normal_name
 from nnpm.format.manifest import MANIFEST_NAME, Manifest
 from nnpm.fsutil import atomic_write, remove_tree
 from nnpm.install.lockfile import LOCK_NAME, Lock, LockedPackage
 
 if TYPE_CHECKING:
     from nnpm.config import Settings
+    from nnpm.format.application import Application
     from nnpm.install.store import Store
 
 _ENV_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}\Z", re.ASCII)
@@ -59,11 +60,16 @@ class InstalledPackage:
     path: Path
     manifest: Manifest
     variant: str = "reference"
+    repair: str = ""              # the command that puts it right, when not repair_hint's
+
 
     @property
     def files(self) -> tuple:
         """The manifest entries of the files installed: the installed variant's."""
         return self.manifest.files_for(self.variant)
+
+    def _repair(self) -> str:
+        return self.repair or repair_hint(self.name, self.version)
 
     def verify(self) -> None:
         """Check the folders are real, every file's size, and its sha256 when its stat changed since install."""
@@ -72,7 +78,7 @@ class InstalledPackage:
         for folder in (self.path.parent, self.path):
             if folder.is_symlink() or not folder.is_dir():
                 raise IntegrityError(f"{self.name} {self.version}: {folder} is not the folder nnpm installed "
-                                     "(a link or missing)", hint=repair_hint(self.name, self.version))
+                                     "(a link or missing)", hint=self._repair())
         try:
             recorded = json.loads((self.path.parent / STAT_NAME).read_text())
         except (OSError, ValueError):
@@ -82,26 +88,42 @@ class InstalledPackage:
                 path = check_file(self.path, entry.path, allow_hardlinks=True, what="installed file")
             except PackageSafetyError as exc:
                 raise IntegrityError(f"{self.name} {self.version}: {exc.message}",
-                                     hint=repair_hint(self.name, self.version)) from None
+                                     hint=self._repair()) from None
             st = os.lstat(path)
             if st.st_size != entry.size:
                 raise IntegrityError(f"{self.name} {self.version}: {entry.path} was changed after install "
                                      f"(size {st.st_size}, expected {entry.size})",
-                                     hint=repair_hint(self.name, self.version))
+                                     hint=self._repair())
             if recorded.get(entry.path) != [st.st_size, st.st_mtime_ns, st.st_ino]:
                 from nnpm.hashing import file_digest  # hashlib only when a file changed
 
                 if file_digest(path)[0] != entry.sha256:
                     raise IntegrityError(f"{self.name} {self.version}: {entry.path} was changed after install "
-                                         "(sha256 differs)", hint=repair_hint(self.name, self.version))
+                                         "(sha256 differs)", hint=self._repair())
 
 
 class Environment:
-    """One named environment under NNPM_HOME/envs."""
+    """One named environment under NNPM_HOME/envs, or a project's `.nnpm/` (`project` set)."""
 
-    def __init__(self, root: Path, name: str) -> None:
+    def __init__(self, root: Path, name: str, project: "Application | None" = None) -> None:
         self.root = Path(root)
         self.name = name
+        self.project = project
+
+    @property
+    def label(self) -> str:
+        """How messages name it: "environment 'default'" or "project 'my-app'"."""
+        return f"project {self.name!r}" if self.project else f"environment {self.name!r}"
+
+    def repair_hint(self, name: str, version: object) -> str:
+        """The command that puts a damaged package of this environment right."""
+        if self.project is not None:
+            return f"run 'nnpm sync --force' in {self.root.parent}"
+        return f"run 'nnpm install --force {name}=={version} --env {self.name}'"
+
+    def install_command(self, what: str) -> str:
+        """The command that puts `what` into it: 'nnpm add' in a project, 'nnpm install' elsewhere."""
+        return f"nnpm add {what}" if self.project else f"nnpm install {what}"
 
     @property
     def lock_path(self) -> Path:
@@ -136,33 +158,34 @@ class Environment:
         try:
             raw = record.read_bytes()
         except FileNotFoundError:
-            raise EnvError(f"environment {self.name!r} is damaged: {record} is missing",
-                           hint=repair_hint(name, locked.version)) from None
+            raise EnvError(f"{self.label} is damaged: {record} is missing",
+                           hint=self.repair_hint(name, locked.version)) from None
         if hashlib.sha256(raw).hexdigest() != locked.manifest_sha256:
-            raise EnvError(f"environment {self.name!r} is damaged: {record} is not the manifest the lock names",
-                           hint=repair_hint(name, locked.version))
+            raise EnvError(f"{self.label} is damaged: {record} is not the manifest the lock names",
+                           hint=self.repair_hint(name, locked.version))
         manifest = Manifest.from_json(raw, file=str(record))
-        return InstalledPackage(name, Version(locked.version), folder / FILES_DIR, manifest, locked.variant)
+        return InstalledPackage(name, Version(locked.version), folder / FILES_DIR, manifest, locked.variant,
+                                self.repair_hint(name, locked.version))
 
     def get(self, name: str, version: str | None = None) -> InstalledPackage:
         """One installed package (optionally an exact version) or NotInstalledError."""
-        key = canonicalize_name(name)
+        key = normal_name(name)
         locked = self.lock().packages.get(key)  # parse only this package's manifest
         pkg = self._installed(key, locked) if locked else None
         if pkg is None or (version is not None and pkg.version != Version(version)):
             what = f"{key}=={version}" if version else key
-            raise NotInstalledError(f"{what} is not installed in environment {self.name!r}",
-                                    hint=f"run 'nnpm install {what}'")
+            raise NotInstalledError(f"{what} is not installed in {self.label}",
+                                    hint=f"run '{self.install_command(what)}'")
         return pkg
 
     def install_lock(self):
         """A file lock that serialises state changes of this environment."""
-        from filelock import FileLock
+        from nnpm.fsutil import reentrant_lock
 
         self.root.mkdir(parents=True, exist_ok=True)
-        # One reentrant lock per path in this process: Installer.install holds it from reading
-        # the old lock to committing the new one, and _apply takes it again inside.
-        return FileLock(str(self.root / ".install.lock"), is_singleton=True)
+        # Reentrant: Installer.install holds it from reading the old lock to committing the new
+        # one, and _apply takes it again inside.
+        return reentrant_lock(self.root / ".install.lock")
 
     def prepare(self, store: "Store", manifest: Manifest, manifest_bytes: bytes,
                 variant: str = "reference") -> tuple[Path, int]:
@@ -200,6 +223,49 @@ class Environment:
                     remove_tree(folder)
 
 
+def project_env(app: "Application") -> Environment:
+    """A project's environment: `.nnpm/` beside its project file."""
+    return Environment(app.env_dir, app.name, app)
+
+
+def claim_project_env(env: Environment, settings: "Settings") -> None:
+    """Create a project's `.nnpm/` (git-ignored) and record it under NNPM_HOME/projects.
+
+    The record lets `nnpm cache clean` and `cache verify` see which blobs the project's
+    folders use, as they see every named environment's."""
+    env.root.mkdir(parents=True, exist_ok=True)
+    ignore = env.root / ".gitignore"
+    if not ignore.exists():
+        atomic_write(ignore, b"# nnpm's project environment: rebuilt by 'nnpm sync' from nnpm.lock\n*\n")
+    known = settings.home / "projects" / hashlib.sha256(str(env.root.resolve()).encode()).hexdigest()[:32]
+    if not known.exists():
+        known.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(known, str(env.root.resolve()).encode())
+
+
+def all_envs(settings: "Settings") -> list[Environment]:
+    """Every named environment, then every project environment this NNPM_HOME has synced that still exists."""
+    envs = [open_env(name, settings) for name in env_names(settings)]
+    known = settings.home / "projects"
+    for record in sorted(known.iterdir()) if known.is_dir() else ():
+        try:
+            root = Path(record.read_text())
+        except (OSError, UnicodeDecodeError):
+            continue
+        if (root / LOCK_NAME).is_file() and not root.is_symlink():
+            envs.append(Environment(root, root.parent.name, project=_ProjectAt(root.parent)))
+        else:
+            record.unlink(missing_ok=True)   # the checkout is gone: forget it
+    return envs
+
+
+@dataclass(frozen=True)
+class _ProjectAt:
+    """A project known only by its folder (its file is not read to audit its environment)."""
+
+    root: Path
+
+
 def env_names(settings: "Settings") -> list[str]:
     """Names of every environment."""
     if not settings.envs_dir.is_dir():
@@ -208,10 +274,16 @@ def env_names(settings: "Settings") -> list[str]:
 
 
 def open_env(name: str | None = None, settings: "Settings | None" = None) -> Environment:
-    """The named environment (default: NNPM_ENV or 'default')."""
+    """The environment in use: the named one; else, inside a project, the project's; else NNPM_ENV or 'default'."""
     from nnpm.config import load_settings
 
     settings = settings or load_settings(env=name)
+    if name is None and not settings.env_explicit:
+        from nnpm.format.application import project_from_environment
+
+        app = project_from_environment()
+        if app is not None:
+            return project_env(app)
     env_name = name or settings.env
     if not isinstance(env_name, str) or not _ENV_NAME.match(env_name):
         raise EnvError(f"invalid environment name {env_name!r}",

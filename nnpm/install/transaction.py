@@ -211,8 +211,9 @@ class Installer:
             path = self.env.package_dir(locked.name, locked.version) / MANIFEST_NAME
         return Manifest.from_json(path.read_bytes(), file=str(path))
 
-    def install_locked(self, lock: Lock | None = None) -> InstallResult:
-        """Reproduce an environment exactly from a lock file (offline when the store has every blob)."""
+    def install_locked(self, lock: Lock | None = None, *, force: bool = False) -> InstallResult:
+        """Reproduce an environment exactly from a lock file (offline when the store has every blob);
+        `force` re-verifies the blobs and rebuilds the folders."""
         lock = lock or self.env.lock()
         manifests, sources = {}, {}
         for name, locked in lock.packages.items():
@@ -221,7 +222,7 @@ class Installer:
             manifests[name], sources[name] = manifest, locked.source
         flags = {n for n, p in lock.packages.items() if p.requested}
         variants = {n: Choice(p.variant, p.variant_reason) for n, p in lock.packages.items()}
-        return self._apply(manifests, sources, flags, variants)
+        return self._apply(manifests, sources, flags, variants, force=force)
 
     def _locked_manifest(self, locked: LockedPackage) -> Manifest:
         if self.store.has(locked.manifest_sha256):

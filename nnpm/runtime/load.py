@@ -33,18 +33,23 @@ if TYPE_CHECKING:
 
 def load(spec: "str | os.PathLike[str]", *, env: "str | Environment | None" = None,
          providers: Sequence[Any] | None = None, session_options: "onnxruntime.SessionOptions | None" = None,
-         verify: bool = True, fuse: bool = True) -> "Model | StepwiseModel":
+         verify: bool = True, fuse: bool = True, install: bool = False) -> "Model | StepwiseModel":
     """Load a package (installed name[spec], folder or .nnpm file) as a runnable Model.
 
     `verify` re-checks an installed package's files before loading (folders and archives are
     always checked). `providers` are onnxruntime execution providers (default: CPU only).
     `fuse=False` runs a pipeline's steps as separate sessions (ignored for plain models).
+    `install=True` installs a named package the environment lacks first, as `ollama run`
+    pulls: inside a project with `nnpm add` (project file, lock and `.nnpm/`), else into
+    the environment with `nnpm install`.
     """
     if not isinstance(spec, (str, os.PathLike)):
         raise TypeError(f"load() takes a name, path or .nnpm file, not {type(spec).__name__}")
     parsed = parse_spec(spec)
     kw = {"providers": providers, "session_options": session_options, "fuse": fuse, "graph": parsed.graph}
     if not parsed.is_path:
+        if install:
+            return _installing(parsed, env, verify=verify, **kw)
         return _from_env(parsed, env, verify=verify, **kw)
     path = parsed.path
     if path.is_dir():
@@ -86,12 +91,33 @@ def _from_env(spec: Spec, env: Any, *, verify: bool, **kw: Any) -> Any:
     environment = _env(env)
     pkg = environment.get(spec.name, str(spec.pinned) if spec.pinned else None)
     if not spec.allows(pkg.version):
-        raise NotInstalledError(f"{spec.name} {pkg.version} is installed in environment {environment.name!r}, "
+        raise NotInstalledError(f"{spec.name} {pkg.version} is installed in {environment.label}, "
                                 f"but {spec.text!r} was asked for",
-                                hint=f"run 'nnpm install \"{spec.requirement}\"'")
+                                hint=f"run '{environment.install_command(chr(34) + spec.requirement + chr(34))}'")
     if verify:
         pkg.verify()
     return _open(pkg, environment, verify=verify, **kw)
+
+
+def _installing(spec: Spec, env: Any, *, verify: bool, **kw: Any) -> Any:
+    """`_from_env`, after installing the package when the environment lacks it or an allowed version."""
+    environment = _env(env)
+    try:
+        pkg = environment.get(spec.name)
+        if spec.allows(pkg.version):
+            return _from_env(spec, environment, verify=verify, **kw)
+    except NotInstalledError:
+        pass
+    if environment.project is not None:
+        from nnpm.project.sync import add_requirement
+
+        add_requirement(environment.project, spec)
+    else:
+        from nnpm.config import load_settings
+        from nnpm.install.transaction import Installer
+
+        Installer(load_settings(), environment, progress=False).install([spec.requirement])
+    return _from_env(spec, environment, verify=verify, **kw)
 
 
 def _from_folder(folder: Path, env: Any, **kw: Any) -> Any:

@@ -1,0 +1,101 @@
+"""`nnpm lock`: resolve a project's dependencies into a ProjectLock.
+
+Versions the previous lock holds are tried first (`prefer`), so re-locking after an edit
+moves only what the edit needs; `--upgrade` drops every preference, `--upgrade-package`
+drops one. Each direct dependency's variant comes from its entry (a pinned `variant`, or a
+`prefer`/`max-drift` policy); a dependency pulled in by another keeps the variant the
+previous lock chose while the version still has it, else the reference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from packaging.version import Version
+
+from nnpm.format.application import Application, Dependency
+from nnpm.install.lockfile import LockedPackage
+from nnpm.install.variants import DEFAULT_MAX_DRIFT, Choice, Policy, choose
+from nnpm.project.lockfile import ProjectLock
+
+if TYPE_CHECKING:
+    from nnpm.client.api import RegistryClient
+    from nnpm.format.manifest import Manifest
+    from nnpm.install.store import Store
+
+
+@dataclass
+class LockChanges:
+    """What re-locking changed, for the summary: added, removed, (name, old, new) updated."""
+
+    added: list[tuple[str, str]] = field(default_factory=list)
+    removed: list[tuple[str, str]] = field(default_factory=list)
+    updated: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+def requirement_keys(app: Application) -> list[str]:
+    """What the lock records as having led to it: one line per dependency entry, sorted."""
+    return sorted(d.key() for d in app.dependencies.values())
+
+
+def is_current(app: Application, lock: ProjectLock) -> bool:
+    """True when the lock was made from exactly this project file's dependencies."""
+    return sorted(lock.requirements) == requirement_keys(app)
+
+
+def policy_of(dep: Dependency) -> Policy:
+    """The variant policy one `[dependencies]` entry asks for."""
+    drift = DEFAULT_MAX_DRIFT if dep.max_drift is None else dep.max_drift
+    return Policy(prefer=dep.prefer, max_drift=drift, pin=dep.variant)
+
+
+def lock_project(app: Application, client: "RegistryClient", store: "Store", previous: ProjectLock | None = None, *,
+                 upgrade: bool = False, upgrade_packages: frozenset[str] = frozenset(), pre: bool = False,
+                 ) -> tuple[ProjectLock, LockChanges]:
+    """Resolve the project's dependencies against the registry; the manifests go into the store."""
+    from nnpm.install.resolve import resolve
+
+    previous = previous or ProjectLock()
+    keep = {} if upgrade else {n: Version(p.version) for n, p in previous.packages.items()
+                               if n not in upgrade_packages and not p.source.startswith("path:")}
+    chosen = resolve([d.requirement for d in app.dependencies.values()], client.packument, pre=pre, prefer=keep)
+    lock = ProjectLock(requirements=requirement_keys(app))
+    for name, cand in chosen.items():
+        manifest = cand.release.manifest
+        raw = manifest.to_json()
+        digest = store.add_bytes(raw)
+        choice = _variant(name, manifest, cand.release.measured, app, previous.packages.get(name))
+        lock.packages[name] = LockedPackage(
+            name=name, version=str(manifest.version), manifest_sha256=digest, source=client.url,
+            requested=name in app.dependencies,
+            files=tuple((f.path, f.size, f.sha256) for f in manifest.files_for(choice.variant)),
+            variant=choice.variant, variant_reason=choice.reason)
+        lock.dependencies[name] = sorted(manifest.project.dependencies)
+    return lock, _changes(previous, lock)
+
+
+def _variant(name: str, manifest: "Manifest", measured: dict | None, app: Application,
+             before: LockedPackage | None) -> Choice:
+    dep = app.dependencies.get(name)
+    if dep is not None and (dep.variant or dep.prefer != "reference"):
+        return choose(manifest, measured, policy_of(dep))
+    if before is not None and before.version == str(manifest.version) and before.variant in manifest.variant_names():
+        return Choice(before.variant, before.variant_reason)
+    return choose(manifest, measured, Policy())
+
+
+def _changes(old: ProjectLock, new: ProjectLock) -> LockChanges:
+    out = LockChanges()
+    for name, p in sorted(new.packages.items()):
+        before = old.packages.get(name)
+        if before is None:
+            out.added.append((name, p.version))
+        elif (before.version, before.variant) != (p.version, p.variant):
+            out.updated.append((name, _shown(before), _shown(p)))
+    out.removed = [(n, p.version) for n, p in sorted(old.packages.items()) if n not in new.packages]
+    return out
+
+
+def _shown(p: LockedPackage) -> str:
+    return p.version if p.variant == "reference" else f"{p.version} ({p.variant})"
