@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
@@ -21,13 +20,13 @@ import re
 import shutil
 import subprocess
 import time
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
 from bench.common import PY, Row, child_env, free_port, interleaved, log, median, nnpm_cmd, repeat, timed
+from bench.wheels import write_wheel
 from bench.world import World
 
 WHEEL_NAME = "nnpm-model-resnet18"
@@ -109,37 +108,16 @@ def curl_peer(world: World) -> tuple[Callable[[int], float], str]:
 
 # -- pip and a wheel on a local PEP 503 index ----------------------------------------------------------
 
-def _record_hash(data: bytes) -> str:
-    return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-
-
 def build_wheel(package: Path, out: Path) -> Path:
-    """A wheel (PEP 427) holding resnet18's files (model.onnx, labels.txt, README.md), made with zipfile.
-
-    Deflated, as bdist_wheel writes them: that is what people ship today."""
-    dist_info = f"{WHEEL_MODULE}-{WHEEL_VERSION}.dist-info"
-    files: dict[str, bytes] = {
+    """A wheel (PEP 427) holding resnet18's files (model.onnx, labels.txt, README.md), made with zipfile."""
+    files = {
         f"{WHEEL_MODULE}/__init__.py": (b'"""resnet18 weights as a Python package."""\n'
                                         b"from pathlib import Path\n"
                                         b'MODEL = Path(__file__).with_name("model.onnx")\n'
                                         b'LABELS = Path(__file__).with_name("labels.txt")\n'),
-        f"{WHEEL_MODULE}/model.onnx": (package / "model.onnx").read_bytes(),
-        f"{WHEEL_MODULE}/labels.txt": (package / "labels.txt").read_bytes(),
-        f"{WHEEL_MODULE}/README.md": (package / "README.md").read_bytes(),
-        f"{dist_info}/METADATA": (f"Metadata-Version: 2.1\nName: {WHEEL_NAME}\nVersion: {WHEEL_VERSION}\n"
-                                  "Summary: ResNet-18 weights (nnpm bench)\n").encode(),
-        f"{dist_info}/WHEEL": (b"Wheel-Version: 1.0\nGenerator: nnpm-bench\nRoot-Is-Purelib: true\n"
-                               b"Tag: py3-none-any\n"),
+        **{f"{WHEEL_MODULE}/{n}": (package / n).read_bytes() for n in ("model.onnx", "labels.txt", "README.md")},
     }
-    record = "".join(f"{p},{_record_hash(d)},{len(d)}\n" for p, d in files.items()) + f"{dist_info}/RECORD,,\n"
-    files[f"{dist_info}/RECORD"] = record.encode()
-    out.mkdir(parents=True, exist_ok=True)
-    wheel = out / f"{WHEEL_MODULE}-{WHEEL_VERSION}-py3-none-any.whl"
-    with zipfile.ZipFile(wheel, "w", compression=zipfile.ZIP_DEFLATED) as z:
-        for path, data in files.items():   # RECORD last, as the spec recommends
-            z.writestr(zipfile.ZipInfo(path, date_time=(2020, 1, 1, 0, 0, 0)), data,
-                       compress_type=zipfile.ZIP_DEFLATED)
-    return wheel
+    return write_wheel(out, WHEEL_NAME, WHEEL_VERSION, "ResNet-18 weights (nnpm bench)", files)
 
 
 def make_index(root: Path, wheel: Path) -> None:

@@ -27,12 +27,11 @@ import re
 import shutil
 import sys
 import tomllib
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
 from bench.common import PY, Row, child_env, interleaved, log, median, nnpm_cmd, run, timed
-from bench.install import _record_hash
+from bench.wheels import write_wheel
 
 PACKAGES = ["resnet18", "imagenet-preprocess", "topk"]   # published by bench.world; no runtime needed to sync
 APP = "bench-app"
@@ -91,25 +90,12 @@ def _wheel_name(package: str) -> str:
 
 
 def build_wheel(package: str, files: Path, out: Path) -> Path:
-    """A wheel (PEP 427) holding a package's files under module bench_<name>/, made with zipfile, deflated."""
+    """A wheel holding a package's files under module bench_<name>/."""
     module = _wheel_name(package).replace("-", "_")
-    dist_info = f"{module}-{WHEEL_VERSION}.dist-info"
-    content: dict[str, bytes] = {f"{module}/__init__.py": f'"""{package}\'s files as a Python package."""\n'.encode()}
+    content = {f"{module}/__init__.py": f'"""{package}\'s files as a Python package."""\n'.encode()}
     for path in sorted(p for p in files.rglob("*") if p.is_file()):
         content[f"{module}/{path.relative_to(files).as_posix()}"] = path.read_bytes()
-    content[f"{dist_info}/METADATA"] = (f"Metadata-Version: 2.1\nName: {_wheel_name(package)}\n"
-                                        f"Version: {WHEEL_VERSION}\nSummary: {package} (nnpm bench)\n").encode()
-    content[f"{dist_info}/WHEEL"] = (b"Wheel-Version: 1.0\nGenerator: nnpm-bench\nRoot-Is-Purelib: true\n"
-                                     b"Tag: py3-none-any\n")
-    record = "".join(f"{p},{_record_hash(d)},{len(d)}\n" for p, d in content.items()) + f"{dist_info}/RECORD,,\n"
-    content[f"{dist_info}/RECORD"] = record.encode()
-    out.mkdir(parents=True, exist_ok=True)
-    wheel = out / f"{module}-{WHEEL_VERSION}-py3-none-any.whl"
-    with zipfile.ZipFile(wheel, "w", compression=zipfile.ZIP_DEFLATED) as z:
-        for path, data in content.items():   # RECORD last, as the spec recommends
-            z.writestr(zipfile.ZipInfo(path, date_time=(2020, 1, 1, 0, 0, 0)), data,
-                       compress_type=zipfile.ZIP_DEFLATED)
-    return wheel
+    return write_wheel(out, _wheel_name(package), WHEEL_VERSION, f"{package} (nnpm bench)", content)
 
 
 def make_index(simple: Path, wheels: list[Path]) -> None:
