@@ -85,3 +85,25 @@ def test_registry_user_list_shows_every_user_and_their_tokens(api, small_package
     missing = run_nnpm(tmp_path / "home", "registry", "user", "list", "--data", tmp_path / "nowhere", check=False)
     assert missing.returncode != 0 and "no registry database" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+def test_a_token_last_used_over_a_minute_ago_still_authenticates(api) -> None:
+    """The once-a-minute `last_used_at` update compared SQLite's naive datetime with an aware one: a 500."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    from registry_server.db.engine import engine_url
+
+    token = api.add_user("alice")
+    with api.client(token) as c:
+        assert c.get("/api/v1/whoami").status_code == 200
+    engine = create_engine(engine_url(api.database_url), poolclass=NullPool)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE tokens SET last_used_at = :t"), {"t": "2026-01-01 00:00:00"})
+    finally:
+        engine.dispose()
+    with api.client(token) as c:
+        assert c.get("/api/v1/whoami").status_code == 200
+        (row,) = c.get("/api/v1/tokens").json()["tokens"]
+    assert not row["last_used_at"].startswith("2026-01-01")

@@ -100,7 +100,10 @@ def _note_use(session: Session, row: Token) -> None:
     try:
         session.execute(update(Token).where(Token.id == row.id, or_(Token.last_used_at.is_(None),
                                                                      Token.last_used_at <= stale))
-                        .values(last_used_at=now))
+                        .values(last_used_at=now)
+                        # No in-Python re-evaluation of the WHERE on the loaded row: SQLite hands back
+                        # naive datetimes, which do not compare with the aware `stale` (a 500 once a minute).
+                        .execution_options(synchronize_session=False))
         session.commit()
         row.last_used_at = now
     except OperationalError:
