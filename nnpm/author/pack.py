@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,7 +19,7 @@ from nnpm.format.project import SINGLE_GRAPH, Project, load_project
 from nnpm.format.safety import check_file
 from nnpm.format.signature import Signature
 from nnpm.format.variants import REFERENCE
-from nnpm.fsutil import atomic_write
+from nnpm.fsutil import atomic_write, remove_tree
 from nnpm.hashing import file_digest
 
 if TYPE_CHECKING:
@@ -32,22 +34,31 @@ class Built:
     paths: dict[str, Path]
 
 
-def build(folder: Path, *, allow_hardlinks: bool = False) -> Built:
-    """Validate a package folder and compute its manifest; writes nothing."""
+def build(folder: Path, *, allow_hardlinks: bool = False, split_into: Path | None = None) -> Built:
+    """Validate a package folder and compute its manifest.
+
+    With `split_into`, every graph is written there in the tensor-addressed layout
+    (nnpm/author/split.py) and the manifest lists those files; without, nothing is written."""
     folder = Path(folder)
     project = load_project(folder)
     rels = project.declared_files()
     tests = _test_arrays(folder, project, allow_hardlinks)
     shapes = {key: tuple(array.shape) for key, array in tests[0].items()} if tests else {}
-    graphs, ir_version = _read_graphs(folder, project, allow_hardlinks, shapes) if project.models else ({}, None)
+    made = _split(folder, project, split_into, allow_hardlinks) if split_into is not None and project.models else {}
+    graph_root = split_into if made else folder
+    graphs, ir_version = _read_graphs(graph_root, project, allow_hardlinks or bool(made), shapes) \
+        if project.models else ({}, None)
     rels += [p for entries in graphs.values() for e in entries.values() for p in e.data if p not in rels]
     rels = list(dict.fromkeys(rels))
     if len(rels) > MAX_FILES:
         raise PackageSafetyError(f"a package may hold at most {MAX_FILES} files")
     paths, entries = {}, []
     for rel in sorted(rels):
-        path = check_file(folder, rel, allow_hardlinks=allow_hardlinks)
-        digest, size = file_digest(path)
+        if rel in made:   # written by the split, its digest known: hashed once, as it was written
+            path, digest, size = made[rel]
+        else:
+            path = check_file(folder, rel, allow_hardlinks=allow_hardlinks)
+            digest, size = file_digest(path)
         paths[rel] = path
         entries.append(FileEntry(rel, size, digest))
     sizes = {e.path: e.size for e in entries}
@@ -66,6 +77,20 @@ def build(folder: Path, *, allow_hardlinks: bool = False) -> Built:
     # Parsed back as a registry parses it: whatever the registry would refuse, pack refuses first.
     Manifest.from_json(raw, file=str(folder / "nnpm.toml"))
     return Built(manifest, paths)
+
+
+def _split(folder: Path, project: Project, out: Path, allow_hardlinks: bool) -> dict[str, tuple[Path, str, int]]:
+    """Every graph of every variant written to `out` in the split layout: rel -> (path, sha256, size)."""
+    from nnpm.author.split import split_graph
+
+    made: dict[str, tuple[Path, str, int]] = {}
+    for files in expected_files(project).values():
+        for rel in files.values():
+            check_file(folder, rel, allow_hardlinks=allow_hardlinks, what="model file")
+            graph = split_graph(folder, rel, out, allow_hardlinks=allow_hardlinks)
+            made.update(graph.weights)
+            made[rel] = (graph.path, *file_digest(graph.path))
+    return made
 
 
 def _read_graphs(folder: Path, project: Project, allow_hardlinks: bool,
@@ -142,24 +167,42 @@ def default_archive_name(manifest: Manifest) -> str:
     return f"{manifest.name}-{manifest.version}.nnpm"
 
 
-def pack(folder: Path, out: Path | None = None, *, check: Callable[[Built], None] | None = None) -> tuple[Built, Path, Path]:
+@contextmanager
+def staged(folder: Path, *, split: bool = True, allow_hardlinks: bool = False,
+           scratch: Path | None = None) -> Iterator[Built]:
+    """`build` with the split layout written to a scratch folder that lives as long as the block."""
+    if not split:
+        yield build(folder, allow_hardlinks=allow_hardlinks)
+        return
+    if scratch is not None:
+        scratch.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="nnpm-split-", dir=scratch))
+    try:
+        yield build(folder, allow_hardlinks=allow_hardlinks, split_into=tmp)
+    finally:
+        remove_tree(tmp)
+
+
+def pack(folder: Path, out: Path | None = None, *, check: Callable[[Built], None] | None = None,
+         split: bool = True) -> tuple[Built, Path, Path]:
     """Write NAME-VERSION.nnpm and NAME-VERSION.manifest.json (default in FOLDER/dist/).
 
-    `check` runs on the validated package before anything is written.
+    `check` runs on the validated package before anything is written; `split=False` keeps the
+    author's weight layout instead of one file per large tensor.
     """
     from nnpm.format.archive import write_archive
 
-    built = build(folder)
-    if check is not None:
-        check(built)
-    archive = Path(out) if out else Path(folder) / "dist" / default_archive_name(built.manifest)
-    if archive.suffix != ".nnpm":
-        raise ManifestError(f"output {archive} must end in .nnpm", hint="e.g. -o resnet18-1.0.0.nnpm")
-    archive.parent.mkdir(parents=True, exist_ok=True)
-    # Named after the archive so several packs can share one output folder.
-    manifest_path = archive.with_name(archive.name[: -len(".nnpm")] + ".manifest.json")
-    write_archive(built.manifest, built.paths, archive)
-    atomic_write(manifest_path, built.manifest.to_json())
+    with staged(folder, split=split) as built:
+        if check is not None:
+            check(built)
+        archive = Path(out) if out else Path(folder) / "dist" / default_archive_name(built.manifest)
+        if archive.suffix != ".nnpm":
+            raise ManifestError(f"output {archive} must end in .nnpm", hint="e.g. -o resnet18-1.0.0.nnpm")
+        archive.parent.mkdir(parents=True, exist_ok=True)
+        # Named after the archive so several packs can share one output folder.
+        manifest_path = archive.with_name(archive.name[: -len(".nnpm")] + ".manifest.json")
+        write_archive(built.manifest, built.paths, archive)
+        atomic_write(manifest_path, built.manifest.to_json())
     return built, archive, manifest_path
 
 

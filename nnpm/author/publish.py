@@ -36,6 +36,11 @@ class PublishResult:
     bytes_sent: int
 
     @property
+    def bytes_skipped(self) -> int:
+        """Bytes the registry had already (another version's tensors, another package's)."""
+        return sum(e.size for e in self.skipped)
+
+    @property
     def name(self) -> str:
         """Canonical package name."""
         return self.manifest.name
@@ -46,14 +51,16 @@ class PublishResult:
         return str(self.manifest.version)
 
 
-def publish(path: Path | str, client: RegistryClient, *, progress: bool = True) -> PublishResult:
-    """Publish a package folder (holding nnpm.toml) or a .nnpm archive to the client's registry."""
+def publish(path: Path | str, client: RegistryClient, *, progress: bool = True, split: bool = True) -> PublishResult:
+    """Publish a package folder (holding nnpm.toml) or a .nnpm archive to the client's registry.
+
+    A folder is packed in the tensor-addressed layout first (`split=False` keeps the author's)."""
     path = Path(path)
     if path.is_dir():
-        from nnpm.author.pack import build
+        from nnpm.author.pack import staged
 
-        built = build(path)
-        return upload(built.manifest, built.paths, client, progress=progress)
+        with staged(path, split=split) as built:
+            return upload(built.manifest, built.paths, client, progress=progress)
     if path.is_file() and path.suffix == ".nnpm":
         from nnpm.format.archive import extract
 
@@ -98,7 +105,11 @@ def upload(manifest: Manifest, paths: dict[str, Path], client: RegistryClient, *
 
 
 def _missing(blobs: dict[str, FileEntry], client: RegistryClient) -> tuple[list[FileEntry], list[FileEntry]]:
-    """(blobs the registry lacks, blobs it has), checking each stored size."""
+    """(blobs the registry lacks, blobs it has): one POST /blobs/missing, or a HEAD per blob on an older registry."""
+    lacking = client.missing_blobs(list(blobs))
+    if lacking is not None:
+        gone = set(lacking)
+        return [e for d, e in blobs.items() if d in gone], [e for d, e in blobs.items() if d not in gone]
     missing, present = [], []
     for digest, entry in blobs.items():
         size = client.has_blob(digest)

@@ -76,7 +76,7 @@ def install(
         say("already installed: " + ", ".join(f"{n} {v}" for n, v in result.unchanged))
     f = result.fetched
     say(f"env {inst.env.name}: {plural(f.downloaded, 'blob')} fetched ({human_size(f.bytes)}), "
-        f"{f.present} already in the store, {plural(result.linked, 'file')} linked")
+        f"{f.present} already in the store ({human_size(f.present_bytes)} not fetched), {plural(result.linked, 'file')} linked")
 
 
 def _in_project(inst: "Installer", specs: list[str] | None, locked: bool, quiet: bool) -> None:

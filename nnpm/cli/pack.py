@@ -10,8 +10,10 @@ import typer
 def pack(
     folder: Path = typer.Argument(Path("."), help="Package folder holding nnpm.toml."),
     out: Path = typer.Option(None, "-o", "--output", help="Archive path (default FOLDER/dist/NAME-VERSION.nnpm)."),
-    check: bool = typer.Option(False, "--check", help="Validate and hash in place, write nothing "
+    check: bool = typer.Option(False, "--check", help="Validate and hash, write nothing "
                                "(what 'nnpm publish FOLDER' does first; archives are for offline use)."),
+    no_split: bool = typer.Option(False, "--no-split-tensors", help="Keep the author's weight files instead of "
+                                  "one file per tensor over 64 KiB, named by its sha256."),
 ) -> None:
     """Validate a package folder and write its manifest and .nnpm archive."""
     from nnpm.author.pack import pack as do_pack
@@ -28,14 +30,14 @@ def pack(
                          "  wiring: not checked here (steps not installed); the registry checks it at publish")
 
     if check:
-        from nnpm.author.pack import build
+        from nnpm.author.pack import staged
 
-        built = build(folder)
-        check_wiring(built)
-        summary(built.manifest)
+        with staged(folder, split=not no_split) as built:   # the split layout goes to a scratch folder
+            check_wiring(built)
+            summary(built.manifest)
         console().print("\n".join([*notes, "checked: nothing written"]))
         return
-    built, archive, manifest_path = do_pack(folder, out, check=check_wiring)
+    built, archive, manifest_path = do_pack(folder, out, check=check_wiring, split=not no_split)
     summary(built.manifest)
     console().print("\n".join([*notes, f"wrote {archive}", f"wrote {manifest_path}"]))
 

@@ -130,7 +130,7 @@ def _report(app: "Application", result: "ProjectResult") -> None:
         say(f"removed {name} {version}")
     f = s.fetched
     say(f"project {app.name}: {plural(len(s.installed) + len(s.unchanged), 'package')} in .nnpm, "
-        f"{plural(f.downloaded, 'blob')} fetched ({human_size(f.bytes)}), {f.present} already in the store, "
+        f"{plural(f.downloaded, 'blob')} fetched ({human_size(f.bytes)}), {f.present} already in the store ({human_size(f.present_bytes)} not fetched), "
         f"{plural(s.linked, 'file')} linked")
 
 

@@ -15,15 +15,17 @@ def publish(
     registry: str = REGISTRY,
     token: str = TOKEN,
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show upload progress on a terminal."),
+    no_split: bool = typer.Option(False, "--no-split-tensors", help="Keep the author's weight files instead of "
+                                  "one file per tensor over 64 KiB, named by its sha256."),
 ) -> None:
     """Upload a package's missing files to the registry, then publish its version."""
     from nnpm.author.publish import publish as do_publish
     from nnpm.cli.output import human_size, plural
 
     with registry_client(registry, token) as client:
-        result = do_publish(target, client, progress=progress)
+        result = do_publish(target, client, progress=progress, split=not no_split)
     what = (f"{plural(len(result.uploaded), 'file')}, {human_size(result.bytes_sent)} uploaded, "
-            f"{len(result.skipped)} skipped")
+            f"{len(result.skipped)} skipped: {human_size(result.bytes_skipped)} the registry had")
     if result.created:
         say(f"published {result.name} {result.version} to {client.url} ({what})")
     else:

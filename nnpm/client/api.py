@@ -24,7 +24,7 @@ from nnpm.client.tls import LazyCAContext
 from nnpm.config import normalise_url
 from nnpm.errors import ConfigError, IntegrityError, ManifestError, NnpmError, RegistryError
 from nnpm.format.fields import canonical_name, is_digest, parse_version
-from nnpm.format.limits import MAX_ERROR_BODY_BYTES, MAX_PACKUMENT_BYTES
+from nnpm.format.limits import MAX_ERROR_BODY_BYTES, MAX_FILES, MAX_PACKUMENT_BYTES
 from nnpm.format.manifest import Manifest
 from nnpm.format.packument import Packument, Release
 from nnpm.hashing import CHUNK
@@ -261,6 +261,24 @@ class RegistryClient:
             return int(resp.headers["content-length"])
         except (KeyError, ValueError):
             raise RegistryError(f"the registry at {safe_url(self.url)} sent no size for blob {digest}") from None
+
+    def missing_blobs(self, digests: list[str]) -> list[str] | None:
+        """The digests the registry lacks, in order and once each; None when it has no POST /blobs/missing."""
+        named = {_blob_path(d).removeprefix("/blobs/"): d for d in digests}  # "sha256:<hex>" → as given
+        wanted, missing = list(named), []
+        for i in range(0, len(wanted), MAX_FILES):
+            sent = wanted[i:i + MAX_FILES]
+            status, body, _ = self._call("POST", "/blobs/missing", ok=(200, 404, 405),
+                                         headers={"Content-Type": "application/json"},
+                                         content=json.dumps({"digests": sent}).encode())
+            if status != 200:
+                return None
+            got = self._json(body, "missing blobs").get("missing")
+            if not isinstance(got, list) or not all(isinstance(d, str) and d in named for d in got):
+                raise RegistryError(f"the registry at {safe_url(self.url)} sent a malformed list of missing blobs")
+            lacking = set(got)
+            missing += [named[d] for d in sent if d in lacking]
+        return missing
 
     @contextmanager
     def open_blob(self, digest: str, start: int = 0, if_range: str | None = None) -> Iterator[httpx.Response]:

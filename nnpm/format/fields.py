@@ -26,6 +26,7 @@ RESERVED_PATHS = frozenset({"manifest.json", "nnpm.toml", "nnpm.lock", "stat.jso
 RESERVED_FOLDERS = frozenset({".nnpm"})
 _MAX_NAME = MAX_NAME_LENGTH
 DIGEST_RE = re.compile(r"^[0-9a-f]{64}\Z")
+DIGEST_FILE_RE = re.compile(r"^sha256-([0-9a-f]{64})\Z")   # a tensor's file, named by its bytes (author/split.py)
 
 
 def normal_name(name: str) -> str:

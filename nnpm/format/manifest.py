@@ -14,7 +14,7 @@ from typing import Any
 from packaging.version import Version
 
 from nnpm.errors import ManifestError
-from nnpm.format.fields import DIGEST_RE, check_relpath, table
+from nnpm.format.fields import DIGEST_FILE_RE, DIGEST_RE, check_relpath, table
 from nnpm.format.graphs import GraphEntry, Graphs, files_not_for, legacy_graphs, parse_graphs
 from nnpm.format.limits import MAX_FILES, MAX_NAMES_PER_BLOB
 from nnpm.format.project import TOP_KEYS, Project, project_from_dict, project_to_dict
@@ -201,6 +201,11 @@ def _parse_files(items: Any, file: str | None) -> tuple[FileEntry, ...]:
             raise ManifestError("size must be a non-negative integer", file=file, key=f"{key}.size")
         if not isinstance(digest, str) or not DIGEST_RE.match(digest):
             raise ManifestError("sha256 must be 64 lowercase hex digits", file=file, key=f"{key}.sha256")
+        named = DIGEST_FILE_RE.match(path.rsplit("/", 1)[-1])
+        if named and named.group(1) != digest:   # a digest-named file is what its name says, or nothing
+            raise ManifestError(f"{path!r} is named by a digest its bytes do not have (sha256 {digest[:12]}…)",
+                                file=file, key=f"{key}.sha256",
+                                hint="pack the package again: nnpm names each weights file by its own sha256")
         out.append(FileEntry(path, size, digest))
     paths = [f.path for f in out]
     if paths != sorted(paths):

@@ -133,7 +133,8 @@ def _nodes(graph: Any) -> Iterator[Any]:
                 yield from _nodes(sub)
 
 
-def _nbytes(tensor: Any) -> int | None:
+def nbytes(tensor: Any) -> int | None:
+    """The size of a tensor's data from its dims and type (None for types without a fixed size)."""
     import numpy as np
     from onnx import helper
 
@@ -158,7 +159,7 @@ def check_external(tensor: Any, root: Path, model_dir: str, allow_hardlinks: boo
         length = int(entries["length"]) if "length" in entries else None
     except ValueError:
         raise PackageSafetyError(f"tensor {tensor.name!r} has a non-integer external data offset/length") from None
-    needed = length if length is not None else _nbytes(tensor)
+    needed = length if length is not None else nbytes(tensor)
     if offset < 0 or (needed is not None and (needed < 0 or offset + needed > size)):
         raise PackageSafetyError(
             f"tensor {tensor.name!r} reads bytes {offset}..{offset + (needed or 0)} of {location!r}, "
@@ -185,7 +186,7 @@ def _without_external_data(model: Any) -> Any:
             if len(tensor.dims):
                 tensor.dims[:] = [0] * len(tensor.dims)
             else:
-                tensor.raw_data = b"\0" * (_nbytes(tensor) or 0)
+                tensor.raw_data = b"\0" * (nbytes(tensor) or 0)
     return copy
 
 

@@ -42,6 +42,7 @@ class FetchStats:
     downloaded: int = 0
     bytes: int = 0
     present: int = 0
+    present_bytes: int = 0        # what the store had already: the bytes the install did not fetch
 
 
 def _resume_state(path, digest: str) -> tuple[int, "hashlib._Hash"]:
@@ -141,8 +142,10 @@ def fetch_all(connect: Callable[[], "RegistryClient"], store: Store, wanted: lis
     from nnpm.progress import transfer_progress
 
     stats = FetchStats()
-    missing = [w for w in {w.digest: w for w in wanted}.values() if not store.has(w.digest, w.size)]
-    stats.present = len({w.digest for w in wanted}) - len(missing)
+    unique = {w.digest: w for w in wanted}
+    missing = [w for w in unique.values() if not store.has(w.digest, w.size)]
+    stats.present = len(unique) - len(missing)
+    stats.present_bytes = sum(w.size for w in unique.values()) - sum(w.size for w in missing)
     if not missing:
         return stats
     client = connect()

@@ -64,10 +64,10 @@ def _add_local(spec: Spec, store: Store, *, force: bool = False) -> _Local:
     path = spec.path
     if not path.exists():
         raise ManifestError(f"{spec} does not exist", hint="give a package folder, a .nnpm file or a package name")
-    if path.is_dir():
-        built = pack.build(path, allow_hardlinks=True)
-        for entry in built.manifest.files:
-            store.add_file(built.paths[entry.path], entry.sha256, entry.size, recheck=force)
+    if path.is_dir():   # packed as publish packs it (tensor-addressed), so the store shares tensors
+        with pack.staged(path, allow_hardlinks=True, scratch=store.root / "tmp") as built:
+            for entry in built.manifest.files:
+                store.add_file(built.paths[entry.path], entry.sha256, entry.size, recheck=force)
         return _Local(built.manifest, f"path:{path.resolve()}")
     tmp_root = store.root / "tmp"
     tmp_root.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,8 @@
-"""`/api/v1/blobs/sha256:{hex}`: HEAD, GET (streamed, with Range) and PUT (streamed upload)."""
+"""`/api/v1/blobs/sha256:{hex}`: HEAD, GET (streamed, with Range) and PUT (streamed upload); POST `/missing`."""
 
 from __future__ import annotations
 
+import json
 import re
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -11,11 +12,13 @@ from sqlalchemy.orm import Session
 
 from nnpm.errors import ManifestError, NotFoundError, RegistryError, TooLargeError
 from nnpm.format.fields import is_digest
+from nnpm.format.limits import MAX_FILES
 from registry_server.db.tables import User
 from registry_server.error_responses import error_response
 from registry_server.headers import content_disposition
 from registry_server.routes.deps import body_stream, current_user, get_session, get_settings, get_store
 from registry_server.services.blobs import record_stored, release, reserve
+from registry_server.services.publish import read_body
 from registry_server.settings import ServerSettings
 from registry_server.storage.base import BlobStore
 
@@ -23,6 +26,13 @@ router = APIRouter(prefix="/api/v1/blobs", tags=["blobs"])
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 _RANGE_RE = re.compile(r"^bytes=(\d{0,18})-(\d{0,18})$")
+_MISSING_BODY_BYTES = 1024 + 96 * MAX_FILES  # MAX_FILES digests as JSON (75 bytes each), room for whitespace
+_DIGEST_SCHEMA = {"type": "string", "pattern": "^sha256:[0-9a-f]{64}$"}
+_MISSING_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+    "type": "object", "required": ["digests"],
+    "properties": {"digests": {"type": "array", "maxItems": MAX_FILES, "items": _DIGEST_SCHEMA}}}}}}}
+_MISSING_ANSWER = {"application/json": {"schema": {"type": "object", "required": ["missing"], "properties": {
+    "missing": {"type": "array", "items": _DIGEST_SCHEMA}}}}}
 _BLOB_BODY = {"requestBody": {"required": True, "content": {
     "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}}
 
@@ -34,6 +44,32 @@ def parse_ref(ref: str) -> str:
         raise ManifestError(f"malformed blob digest {ref[:100]!r}",
                             hint="blobs are named 'sha256:' followed by 64 lowercase hex digits")
     return digest
+
+
+def parse_digest_list(body: bytes) -> list[str]:
+    """A `{"digests": ["sha256:<hex>", ...]}` body → the hex digests, each once, in order; else 400 invalid_manifest."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, deep nesting, huge ints
+        raise ManifestError(f"the body is not valid JSON: {exc}"[:300],
+                            hint='send {"digests": ["sha256:<hex>", ...]}') from None
+    if not isinstance(data, dict) or "digests" not in data:
+        raise ManifestError('the body must be a JSON object with the key "digests"',
+                            hint='send {"digests": ["sha256:<hex>", ...]}')
+    refs = data["digests"]
+    if not isinstance(refs, list) or len(refs) > MAX_FILES:
+        raise ManifestError(f"must be a list of up to {MAX_FILES} blob digests", key="digests",
+                            hint=f"ask about at most {MAX_FILES} blobs per request")
+    digests: dict[str, None] = {}
+    for i, ref in enumerate(refs):
+        try:
+            if not isinstance(ref, str):
+                raise ManifestError(f"must be a string, not {type(ref).__name__}")
+            digests[parse_ref(ref)] = None
+        except ManifestError as exc:
+            raise ManifestError(exc.message, key=f"digests[{i}]",
+                                hint="blobs are named 'sha256:' followed by 64 lowercase hex digits") from None
+    return list(digests)
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None | bool:
@@ -78,6 +114,24 @@ def head_blob(ref: str, store: BlobStore = Depends(get_store)) -> Response:
         return Response(status_code=404, headers={"X-Error-Code": "not_found"})
     return Response(status_code=200, headers={**_headers(digest), "Content-Length": str(size),
                                               "Content-Type": "application/octet-stream"})
+
+
+@router.post("/missing", summary="Which of these blobs are not stored? (one request instead of a HEAD per blob)",
+             openapi_extra=_MISSING_BODY,
+             responses={200: {"description": "the digests not stored, in the order asked, each once",
+                              "content": _MISSING_ANSWER},
+                        400: {"description": f"not a list of at most {MAX_FILES} sha256 digests"},
+                        401: {"description": "no valid token: only publishers need to ask"},
+                        413: {"description": "the body is over the limit"}})
+async def missing_blobs(request: Request, user: User = Depends(current_user), store: BlobStore = Depends(get_store),
+                        settings: ServerSettings = Depends(get_settings)) -> dict:
+    # A token is asked for, unlike HEAD: one request checks up to MAX_FILES blobs (on S3, as many
+    # HEADs to the bucket), an amplification anonymous callers should not have.
+    body = await read_body(body_stream(request, settings.body_timeout), request.headers.get("content-length"),
+                           _MISSING_BODY_BYTES, "list of digests")
+    digests = parse_digest_list(body)
+    missing = await run_in_threadpool(lambda: [d for d in digests if not store.exists(d)])
+    return {"missing": [f"sha256:{d}" for d in missing]}
 
 
 @router.get("/{ref}", summary="Download a blob (streamed; Range for resume)", response_class=Response,
