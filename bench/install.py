@@ -32,7 +32,7 @@ from bench.world import World
 WHEEL_NAME = "nnpm-model-resnet18"
 WHEEL_MODULE = "nnpm_model_resnet18"
 WHEEL_VERSION = "1.0.0"
-_FETCHED = re.compile(r"(\d+) blobs? fetched \(([^)]*)\), (\d+) already in the store, (\d+) files? linked")
+_FETCHED = re.compile(r"(\d+) blobs? fetched \(([^)]*)\), (\d+) already in the store[^,]*, (\d+) files? linked")
 
 
 def _rm(path: Path) -> None:

@@ -36,7 +36,7 @@ from bench.wheels import write_wheel
 PACKAGES = ["resnet18", "imagenet-preprocess", "topk"]   # published by bench.world; no runtime needed to sync
 APP = "bench-app"
 WHEEL_VERSION = "1.0.0"
-_SYNCED = re.compile(r"(\d+) packages? in \.nnpm, (\d+) blobs? fetched \(([^)]*)\), (\d+) already in the store, "
+_SYNCED = re.compile(r"(\d+) packages? in \.nnpm, (\d+) blobs? fetched \(([^)]*)\), (\d+) already in the store[^,]*, "
                      r"(\d+) files? linked")
 
 
