@@ -82,10 +82,14 @@ def test_install_resnet18_then_list_shows_it(published, tmp_path, examples_dir):
                                  "source": published.url, "requested": True, "size": data["packages"][0]["size"]}]
     assert data["packages"][0]["size"] > 46_000_000
     folder = home / "envs" / "default" / "pkgs" / "resnet18-1.0.0" / "files"
-    for name in ("model.onnx", "labels.txt", "README.md"):
+    for name in ("labels.txt", "README.md"):
         assert (folder / name).read_bytes() == (examples_dir / "resnet18" / name).read_bytes()
-    # The reference's five files (graph, labels, README, the self-test's two) and the manifest: not the int8 graphs.
-    assert assert_store_clean(home / "store") == 6
+    # Published tensor-addressed: the graph keeps its small tensors, each large one is a file named by its sha256.
+    weights = sorted((folder / "weights").iterdir())
+    assert weights and all(hashlib.sha256(w.read_bytes()).hexdigest() == w.name.removeprefix("sha256-") for w in weights)
+    assert (folder / "model.onnx").stat().st_size < 1_000_000
+    # The reference's files (graph, its weights, labels, README, the self-test's two) and the manifest: no int8 graph.
+    assert assert_store_clean(home / "store") == 6 + len(weights)
 
 
 def test_info_shows_signature_params_and_files(published, tmp_path):
@@ -98,8 +102,11 @@ def test_info_shows_signature_params_and_files(published, tmp_path):
     manifest = data["manifest"]
     assert manifest["params"] == 11_699_112
     assert [i["name"] for i in manifest["signature"]["inputs"]] == ["input"]
-    assert {f["path"] for f in manifest["files"]} == {"model.onnx", "labels.txt", "README.md", "model_int8.onnx",
-                                                      "model_int8-static.onnx", "tests/inputs.npz", "tests/outputs.npz"}
+    paths = {f["path"] for f in manifest["files"]}
+    assert {p for p in paths if not p.startswith("weights/")} == {
+        "model.onnx", "labels.txt", "README.md", "model_int8.onnx", "model_int8-static.onnx", "tests/inputs.npz",
+        "tests/outputs.npz"}
+    assert all(re.fullmatch(r"weights/sha256-[0-9a-f]{64}", p) for p in paths if p.startswith("weights/"))
 
 
 @pytest.mark.parametrize("spec, version", [("digits>=1,<2", "1.0.0"), ("digits==1.0.0", "1.0.0"),
@@ -219,13 +226,18 @@ def test_second_environment_links_from_the_store_without_downloading(published, 
 
 def test_an_interrupted_download_resumes_against_the_real_registry(published, tmp_path, examples_dir):
     home = tmp_path / "home"
-    model = (examples_dir / "resnet18" / "model.onnx").read_bytes()
+    with RegistryClient(published.url) as client:
+        files = Manifest.from_dict(client.version("resnet18", "1.0.0")["manifest"]).files_for("reference")
+    biggest = max(files, key=lambda f: f.size)             # a tensor of a few MB
+    with published.client() as http:
+        model = http.get(f"/api/v1/blobs/sha256:{biggest.sha256}").content
     digest = hashlib.sha256(model).hexdigest()
-    Store(home / "store").partial_path(digest).write_bytes(model[:10_000_000])
+    assert digest == biggest.sha256 and len(model) > 2_000_000
+    Store(home / "store").partial_path(digest).write_bytes(model[:len(model) // 2])
     mark = len(published.log_path.read_text(errors="replace"))
     run_nnpm(home, "install", "-q", "resnet18", registry=published.url)
     log = published.log_path.read_text(errors="replace")[mark:]
     answers = re.findall(r'"GET /api/v1/blobs/sha256(?::|%3A)' + digest + r' HTTP/1\.1" (\d{3})', log)
     assert answers == ["206"], "the registry was asked for the missing tail only"
     assert Store(home / "store").path(digest).read_bytes() == model
-    assert assert_store_clean(home / "store") == 6
+    assert assert_store_clean(home / "store") == len(files) + 1      # the reference's files and the manifest

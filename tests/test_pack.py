@@ -31,8 +31,8 @@ def folder(tmp_path) -> Path:
                          extra_toml=EXTRA, package_extra='readme = "README.md"\nlicense = "MIT"\ntags = ["test"]\n')
 
 
-def _pack_to(folder: Path, out_dir: Path) -> tuple[bytes, bytes]:
-    _, archive, manifest = pack(folder, out_dir / "demo-1.0.0.nnpm")
+def _pack_to(folder: Path, out_dir: Path, *, split: bool = True) -> tuple[bytes, bytes]:
+    _, archive, manifest = pack(folder, out_dir / "demo-1.0.0.nnpm", split=split)
     return archive.read_bytes(), manifest.read_bytes()
 
 
@@ -158,7 +158,8 @@ def test_failed_pack_writes_nothing(tmp_path):
 # ---------------------------------------------------------------- archive layout
 
 def test_archive_holds_manifest_first_then_files_sorted(folder, tmp_path):
-    built, archive, manifest_path = pack(folder, tmp_path / "demo-1.0.0.nnpm")
+    # The archive's own rules, on the author's layout (data/weights.bin kept: split=False).
+    built, archive, manifest_path = pack(folder, tmp_path / "demo-1.0.0.nnpm", split=False)
     members = _members(archive)
     names = [m.name for m in members]
     assert names[0] == MANIFEST_NAME
@@ -174,7 +175,7 @@ def test_archive_holds_manifest_first_then_files_sorted(folder, tmp_path):
 # ---------------------------------------------------------------- extract
 
 def test_extract_round_trips(folder, tmp_path):
-    built, archive, _ = pack(folder, tmp_path / "demo-1.0.0.nnpm")
+    built, archive, _ = pack(folder, tmp_path / "demo-1.0.0.nnpm", split=False)
     manifest = extract(archive, tmp_path / "out")
     assert manifest == built.manifest
     got = sorted(str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*") if p.is_file())
@@ -183,7 +184,7 @@ def test_extract_round_trips(folder, tmp_path):
         assert (tmp_path / "out" / entry.path).read_bytes() == (folder / entry.path).read_bytes()
     # An extracted package packs to the very same bytes.
     (tmp_path / "out" / "nnpm.toml").write_bytes((folder / "nnpm.toml").read_bytes())
-    assert _pack_to(tmp_path / "out", tmp_path / "again")[0] == archive.read_bytes()
+    assert _pack_to(tmp_path / "out", tmp_path / "again", split=False)[0] == archive.read_bytes()
 
 
 def _rewrite(archive: Path, out: Path, change) -> Path:
@@ -204,7 +205,7 @@ def _link(name: str, target: str, kind=tarfile.SYMTYPE) -> tarfile.TarInfo:
 
 @pytest.fixture
 def archive(folder, tmp_path) -> Path:
-    return pack(folder, tmp_path / "demo-1.0.0.nnpm")[1]
+    return pack(folder, tmp_path / "demo-1.0.0.nnpm", split=False)[1]
 
 
 def test_flipped_byte_in_a_member_is_an_integrity_error(archive, tmp_path):

@@ -42,7 +42,7 @@ def test_init_copies_external_data_and_packs(tmp_path, location):
     _, info = init_package(tmp_path / "pkg", source, name="Net")
     assert info.external_files == (location,)
     assert (tmp_path / "pkg" / location).read_bytes() == (tmp_path / "exports" / location).read_bytes()
-    built, archive, _ = pack(tmp_path / "pkg")
+    built, archive, _ = pack(tmp_path / "pkg", split=False)   # the author's layout, as init copied it
     assert [f.path for f in built.manifest.files] == sorted(["README.md", "model.onnx", location])
     assert built.manifest.name == "net"
     manifest = extract(archive, tmp_path / "out")

@@ -26,16 +26,17 @@ def _nnpm(home: Path, *args: str, **kw) -> subprocess.CompletedProcess:
     return run_nnpm(home, *args, check=False, **kw)
 
 
-W = np.linspace(-2, 2, 4096, dtype=np.float32).reshape(64, 64)
-B = np.linspace(0, 1, 64, dtype=np.float32)
+D = 160   # W is D×D float32 = 100 KiB: over the 64 KiB at which pack gives a tensor its own file
+W = np.linspace(-2, 2, D * D, dtype=np.float32).reshape(D, D)
+B = np.linspace(0, 1, D, dtype=np.float32)
 
 
 def _step(folder: Path, name: str, op: str, weight: np.ndarray, *, external: bool, location: str = "weights.bin",
           io: tuple[str, str] = ("x", "y")) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     graph = helper.make_graph([helper.make_node(op, [io[0], "W"], [io[1]])], name,
-                              [helper.make_tensor_value_info(io[0], TensorProto.FLOAT, ["N", 64])],
-                              [helper.make_tensor_value_info(io[1], TensorProto.FLOAT, ["N", 64])],
+                              [helper.make_tensor_value_info(io[0], TensorProto.FLOAT, ["N", D])],
+                              [helper.make_tensor_value_info(io[1], TensorProto.FLOAT, ["N", D])],
                               [numpy_helper.from_array(weight, "W")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     if external:
@@ -69,7 +70,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_fused_equals_stepwise_and_numpy(home: Path) -> None:
-    x = np.random.default_rng(0).standard_normal((3, 64)).astype(np.float32)
+    x = np.random.default_rng(0).standard_normal((3, D)).astype(np.float32)
     fused, stepwise = load("ext-pipe"), load("ext-pipe", fuse=False)
     assert np.array_equal(fused(x=x), stepwise(x=x))
     np.testing.assert_allclose(fused(x=x), x @ W + B, rtol=1e-5, atol=1e-5)
@@ -78,8 +79,8 @@ def test_fused_equals_stepwise_and_numpy(home: Path) -> None:
 def test_the_cached_graph_links_the_verified_files_instead_of_copying(home: Path) -> None:
     load("ext-pipe")
     (folder,) = (home / "envs" / "default" / "cache" / "fused").iterdir()
-    linked = folder / "ext-matmul" / "data" / "weights.bin"
-    installed = open_env().get("ext-matmul").path / "data" / "weights.bin"
+    (installed,) = (open_env().get("ext-matmul").path / "weights").iterdir()   # W, named by its sha256
+    linked = folder / "ext-matmul" / "weights" / installed.name
     assert os.path.samefile(linked, installed)
     again = load("ext-pipe")   # cached: the same folder
     assert len(list((home / "envs" / "default" / "cache" / "fused").iterdir())) == 1 and again is not None
@@ -92,18 +93,19 @@ def test_compose_writes_a_graph_with_its_own_copy_of_the_data(home: Path, tmp_pa
     out.parent.mkdir()
     proc = _nnpm(home, "compose", "ext-pipe", "-o", str(out))
     assert proc.returncode == 0, proc.stderr
-    data = out.parent / "fused.data" / "ext-matmul" / "data" / "weights.bin"
+    (installed,) = (open_env().get("ext-matmul").path / "weights").iterdir()
+    data = out.parent / "fused.data" / "ext-matmul" / "weights" / installed.name
     assert data.is_file() and data.stat().st_nlink == 1      # a copy: editing it cannot touch the store
-    x = np.ones((2, 64), np.float32)
+    x = np.ones((2, D), np.float32)
     got = ort.InferenceSession(str(out)).run(None, {"x": x})[0]
     assert np.array_equal(got, load("ext-pipe")(x=x))
 
 
 def test_run_on_the_pipeline_works_from_the_cli(home: Path, tmp_path: Path) -> None:
-    np.save(tmp_path / "x.npy", np.ones((1, 64), np.float32))
+    np.save(tmp_path / "x.npy", np.ones((1, D), np.float32))
     proc = _nnpm(home, "run", "ext-pipe", "--input", str(tmp_path / "x.npy"))
     assert proc.returncode == 0, proc.stderr
-    assert "z  shape [1, 64]  float32" in proc.stdout
+    assert f"z  shape [1, {D}]  float32" in proc.stdout
 
 
 def test_a_step_whose_external_data_escapes_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -36,6 +36,8 @@ class FakeRegistry:
     def __call__(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path.removeprefix("/api/v1")
         self.log.append((request.method, path))
+        if path == "/blobs/missing":   # a registry from before POST /blobs/missing: the client asks by HEAD
+            return httpx.Response(405, json={"error": "method_not_allowed", "detail": "no POST here"})
         if path.startswith("/blobs/sha256:"):
             digest = path.rsplit(":", 1)[1]
             if request.method == "HEAD":
@@ -80,7 +82,7 @@ def test_publish_folder_uploads_every_blob_then_commits(tmp_path: Path, fake: Fa
     assert result.created and result.name == "tiny" and result.version == "1.0.0"
     assert {e.path for e in result.uploaded} == {"README.md", "labels.txt", "model.onnx"}
     assert result.skipped == () and result.bytes_sent == result.manifest.total_size
-    assert [m for m, _ in fake.log] == ["HEAD"] * 3 + ["PUT"] * 3 + ["PUT"]
+    assert [m for m, _ in fake.log] == ["POST"] + ["HEAD"] * 3 + ["PUT"] * 3 + ["PUT"]   # POST: 405, then HEADs
     assert fake.log[-1] == ("PUT", "/packages/tiny/1.0.0")
     assert fake.versions[("tiny", "1.0.0")] == result.manifest.to_json()
 
@@ -93,7 +95,7 @@ def test_publish_same_again_uploads_nothing_and_is_not_created(tmp_path: Path, f
         again = publish(folder, c, progress=False)
     assert not again.created and again.uploaded == () and again.bytes_sent == 0
     assert len(again.skipped) == 3
-    assert [m for m, _ in fake.log] == ["HEAD"] * 3 + ["PUT"]
+    assert [m for m, _ in fake.log] == ["POST"] + ["HEAD"] * 3 + ["PUT"]
 
 
 def test_new_version_uploads_only_changed_files(tmp_path: Path, fake: FakeRegistry) -> None:

@@ -82,11 +82,14 @@ def build(folder: Path, *, allow_hardlinks: bool = False, split_into: Path | Non
 def _split(folder: Path, project: Project, out: Path, allow_hardlinks: bool) -> dict[str, tuple[Path, str, int]]:
     """Every graph of every variant written to `out` in the split layout: rel -> (path, sha256, size)."""
     from nnpm.author.split import split_graph
+    from nnpm.format import onnxinfo
 
     made: dict[str, tuple[Path, str, int]] = {}
     for files in expected_files(project).values():
         for rel in files.values():
-            check_file(folder, rel, allow_hardlinks=allow_hardlinks, what="model file")
+            # The author's graph is read and checked as it is first (safety, checker, domains): the
+            # split rewrites only what passed, and the result is read and checked again.
+            onnxinfo.read_model(folder, rel, allow_hardlinks=allow_hardlinks)
             graph = split_graph(folder, rel, out, allow_hardlinks=allow_hardlinks)
             made.update(graph.weights)
             made[rel] = (graph.path, *file_digest(graph.path))
