@@ -40,6 +40,7 @@ class Settings:
     registry: str | None
     token: str | None
     env_explicit: bool = False     # named by an argument (--env, env=): wins over a project
+    index: str | None = None       # oci://HOST/NAMESPACE/: dependencies resolve from OCI instead of the registry
 
     @property
     def store_dir(self) -> Path:
@@ -90,15 +91,19 @@ def load_settings(*, env: str | None = None, registry: str | None = None, token:
     url = normalise_url(url) if url else None
     tok = token or os.environ.get("NNPM_TOKEN") or (config.get("tokens", {}).get(url) if url else None)
     env_name = env or os.environ.get("NNPM_ENV") or DEFAULT_ENV
-    return Settings(home=home, env=env_name, registry=url, token=tok, env_explicit=env is not None)
+    index = os.environ.get("NNPM_INDEX") or config.get("index") or None
+    return Settings(home=home, env=env_name, registry=url, token=tok, env_explicit=env is not None,
+                    index=index if isinstance(index, str) else None)
 
 
-CONFIG_KEYS = {"registry": "the default registry URL (no token needed to read from it)"}
+CONFIG_KEYS = {"registry": "the default registry URL (no token needed to read from it)",
+               "index": "oci://HOST/NAMESPACE/: resolve dependencies from an OCI registry's repositories"}
 
 
-def write_config(home: Path, registry: str | None, tokens: dict[str, str]) -> Path:
-    """Write config.toml (the default registry and a token per registry), readable by the owner only."""
+def write_config(home: Path, registry: str | None, tokens: dict[str, str], index: str | None = None) -> Path:
+    """Write config.toml (the default registry, the OCI index, a token per registry), readable by the owner only."""
     lines = [f"registry = {json.dumps(registry)}"] if registry else []
+    lines += [f"index = {json.dumps(index)}"] if index else []
     if tokens:
         lines += ["", "[tokens]"] + [f"{json.dumps(url)} = {json.dumps(tok)}" for url, tok in sorted(tokens.items())]
     home.mkdir(parents=True, exist_ok=True)
@@ -110,9 +115,10 @@ def write_config(home: Path, registry: str | None, tokens: dict[str, str]) -> Pa
 def save_login(home: Path, registry: str, token: str) -> Path:
     """Store the registry as default and its token in config.toml."""
     registry = normalise_url(registry)
-    tokens = dict(read_config(home).get("tokens", {}))
+    config = read_config(home)
+    tokens = dict(config.get("tokens", {}))
     tokens[registry] = token
-    return write_config(home, registry, tokens)
+    return write_config(home, registry, tokens, config.get("index"))
 
 
 def forget_login(home: Path, registry: str) -> bool:
@@ -122,7 +128,7 @@ def forget_login(home: Path, registry: str) -> bool:
     tokens = dict(config.get("tokens", {}))
     if tokens.pop(registry, None) is None:
         return False
-    write_config(home, config.get("registry"), tokens)
+    write_config(home, config.get("registry"), tokens, config.get("index"))
     return True
 
 
@@ -131,4 +137,11 @@ def set_config(home: Path, key: str, value: str | None) -> Path:
     if key not in CONFIG_KEYS:
         raise ConfigError(f"unknown setting {key!r}", hint="settings: " + ", ".join(CONFIG_KEYS))
     config = read_config(home)
-    return write_config(home, normalise_url(value) if value else None, dict(config.get("tokens", {})))
+    tokens = dict(config.get("tokens", {}))
+    if key == "index":
+        if value:
+            from nnpm.oci.reference import parse_ref
+
+            parse_ref(value if value.endswith("/") else value + "/", namespace=True)   # refuses what is not one
+        return write_config(home, config.get("registry"), tokens, value or None)
+    return write_config(home, normalise_url(value) if value else None, tokens, config.get("index"))

@@ -15,7 +15,7 @@ from nnpm.fsutil import remove_tree
 from registry_server import error_responses
 from registry_server.db.engine import make_engine, session_factory
 from registry_server.headers import SecurityHeaders, docs_csp
-from registry_server.routes import blobs, meta, packages, pages, tokens
+from registry_server.routes import blobs, meta, oci, packages, pages, tokens
 from registry_server.services.limiter import PublishLimiter
 from registry_server.services.workers import WorkerPool
 from registry_server.settings import ServerSettings
@@ -93,6 +93,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.include_router(blobs.router)
     app.include_router(tokens.router)
     app.include_router(pages.router)
+    oci.install(app)  # /v2/: the OCI pull API
     app.mount("/static", StaticFiles(directory=str(WEB / "static")), name="static")
     app.add_middleware(SecurityHeaders, docs_policy=_mount_api_docs(app))
     return app

@@ -23,7 +23,7 @@ app = typer.Typer(
 )
 
 # In the order `nnpm --help` lists them: author, publish, consume, run, look after.
-COMMAND_MODULES = ("init", "variant", "test", "pack", "publish", "login", "yank", "owner", "project", "install", "list", "info",
+COMMAND_MODULES = ("init", "variant", "test", "pack", "publish", "push", "login", "yank", "owner", "project", "install", "list", "info",
                    "search", "outdated", "run", "compose", "env", "cache", "config", "token", "registry")
 
 

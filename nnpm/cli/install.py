@@ -13,13 +13,34 @@ if TYPE_CHECKING:
 
 
 def installer(env: str | None, registry: str | None, progress: bool | None = None) -> "Installer":
-    """An Installer on the resolved settings and environment."""
+    """An Installer on the resolved settings and environment; dependencies from the OCI index when one is set."""
     from nnpm.config import load_settings
     from nnpm.install.env import open_env
     from nnpm.install.transaction import Installer
 
     settings = load_settings(env=env, registry=registry)
-    return Installer(settings, open_env(settings=settings), progress=progress)
+    client = None
+    if settings.index and not registry:
+        from nnpm.oci.index import OciIndex
+        from nnpm.oci.reference import parse_ref
+
+        client = OciIndex(parse_ref(settings.index.rstrip("/") + "/", namespace=True))
+    return Installer(settings, open_env(settings=settings), client=client, progress=progress)
+
+
+def _pull_oci(inst: "Installer", specs: list[str], insecure: bool, quiet: bool) -> tuple[list[str], list, list]:
+    """The specs that are not oci:// references, and the artifacts the others name, pulled into the store."""
+    from nnpm.oci.reference import is_oci
+
+    refs = [s for s in specs if is_oci(s)]
+    if not refs:
+        return specs, [], []
+    from nnpm.oci.pull import pull
+    from nnpm.oci.reference import parse_ref
+
+    pulled = [pull(parse_ref(s, insecure=insecure), inst.store, progress=False if quiet else None) for s in refs]
+    return ([s for s in specs if not is_oci(s)], [(p.manifest, p.variant, p.source) for p in pulled],
+            [p.fetched for p in pulled if p.fetched])
 
 
 def install(
@@ -38,12 +59,11 @@ def install(
     max_drift: float = typer.Option(0.01, "--max-drift", help="Largest measured drift (relative L2 against the "
                                     "reference) --prefer may accept.", min=0.0),
     variant: str = typer.Option(None, "--variant", help="Install this variant of the named packages."),
+    insecure: bool = typer.Option(False, "--insecure", help="Plain HTTP to an OCI registry that is not on loopback."),
 ) -> None:
     """Install packages and their dependencies into an environment."""
-    import sys
     from pathlib import Path
 
-    from nnpm.cli.output import human_size, literal, plural, say
     from nnpm.errors import ManifestError
     from nnpm.install.lockfile import Lock
 
@@ -58,7 +78,28 @@ def install(
     else:
         if not specs:
             raise ManifestError("nothing to install", hint="e.g. nnpm install resnet18, or --locked")
-        result = inst.install(specs, pre=pre, force=force, upgrade=upgrade, policy=_policy(prefer, max_drift, variant))
+        specs, prepared, pulls = _pull_oci(inst, specs, insecure, quiet)
+        result = inst.install(specs, pre=pre, force=force, upgrade=upgrade, policy=_policy(prefer, max_drift, variant),
+                              prepared=prepared)
+        _count_pulls(result.fetched, pulls)
+    _report(inst, result)
+
+
+def _count_pulls(fetched, pulls: list) -> None:
+    """The artifacts' layers came before the install: count them as fetched, not as already there."""
+    for stats in pulls:
+        fetched.downloaded += stats.downloaded
+        fetched.bytes += stats.bytes
+        fetched.present = max(0, fetched.present - stats.downloaded)
+        fetched.present_bytes = max(0, fetched.present_bytes - stats.bytes)
+
+
+def _report(inst: "Installer", result) -> None:
+    """What the install did, one line per package, and what it fetched."""
+    import sys
+
+    from nnpm.cli.output import human_size, literal, plural, say
+
     for warning in result.warnings:
         print(f"warning: {literal(warning)}", file=sys.stderr)
     upgraded = {name: old for name, old, _ in result.upgraded}

@@ -95,6 +95,7 @@ class Installer:
         self.store = Store(settings.store_dir)
         self._client = client
         self.progress = progress
+        self._prepared: dict[str, tuple[_Local, str]] = {}   # name -> (package in the store, its one variant)
 
     @property
     def client(self) -> "RegistryClient":
@@ -107,16 +108,22 @@ class Installer:
         return self._client
 
     def _source(self) -> str:
+        if self._client is not None and isinstance(getattr(self._client, "url", None), str):
+            return self._client.url      # an injected client: the registry, or an OCI index
         return self.settings.registry or "registry"
 
     def install(self, specs: list[str], *, pre: bool = False, force: bool = False,
-                upgrade: bool = False, policy: Policy | None = None) -> InstallResult:
+                upgrade: bool = False, policy: Policy | None = None,
+                prepared: list[tuple[Manifest, str, str]] = ()) -> InstallResult:
         """Install packages (names, requirements, folders, archives) and their dependencies.
 
         As pip does: a requirement the environment already satisfies changes nothing and
         needs no network, unless `upgrade` (newest allowed versions), `force` (rebuild) or a
         variant `policy` other than the default (nnpm/install/variants.py)."""
         policy = policy or Policy()
+        # Packages whose files are in the store already (pulled from OCI): (manifest, variant, source).
+        self._prepared = {m.name: (_Local(m, source), variant) for m, variant, source in prepared}
+        specs = list(specs) + [f"{m.name}=={m.version}" for m, _, _ in prepared]
         # Read the current lock and commit the new one under the same lock: a concurrent install
         # would otherwise resolve from a stale lock and drop what the other one just installed.
         with self.env.install_lock():
@@ -153,11 +160,12 @@ class Installer:
                 locals_[local.manifest.name] = local
                 spec = parse_spec(f"{local.manifest.name}=={local.manifest.version}")
             reqs.append(spec)
+        locals_.update({name: local for name, (local, _) in self._prepared.items()})
         current = self.env.lock()
         requested = {r.name for r in reqs}
         for name, locked in current.packages.items():
-            # A package installed from a path stays pinned until the user asks for it by name.
-            if locked.source.startswith("path:") and name not in requested:
+            # A package installed from a path or an OCI artifact stays pinned until the user asks for it by name.
+            if _pinned_source(locked.source) and name not in requested:
                 locals_[name] = _Local(self._stored_manifest(locked), locked.source)
 
         def get_packument(name: str) -> Packument | None:
@@ -195,6 +203,11 @@ class Installer:
         """One variant per package: the policy's, or (by default) the one already installed where it still exists."""
         out = {}
         for name, manifest in manifests.items():
+            if name in self._prepared:   # an OCI artifact holds one variant's files
+                variant = self._prepared[name][1]
+                out[name] = Choice(variant, "" if len(manifest.variant_names()) == 1 else
+                                   f"the variant of the OCI artifact ({variant})")
+                continue
             before = current.packages.get(name)
             if not policy.explicit and before is not None and before.variant in manifest.variant_names():
                 out[name] = Choice(before.variant, before.variant_reason)
@@ -227,9 +240,9 @@ class Installer:
     def _locked_manifest(self, locked: LockedPackage) -> Manifest:
         if self.store.has(locked.manifest_sha256):
             raw = self.store.path(locked.manifest_sha256).read_bytes()
-        elif locked.source.startswith("path:"):
-            raise NotInstalledError(f"{locked.name} {locked.version} came from {locked.source[5:]} and is not in the store",
-                                    hint="install it from its folder or archive again")
+        elif _pinned_source(locked.source):
+            raise NotInstalledError(f"{locked.name} {locked.version} came from {locked.source.removeprefix('path:')} "
+                                    "and is not in the store", hint="install it from there again")
         else:
             raw = self.client.release(locked.name, locked.version).manifest.to_json()
         if hashlib.sha256(raw).hexdigest() != locked.manifest_sha256:
@@ -311,6 +324,11 @@ class Installer:
             removed = [(n, p.version) for n, p in lock.packages.items() if n not in new.packages]
             self.env.commit(new)
         return removed
+
+
+def _pinned_source(source: str) -> bool:
+    """A folder, an archive or one OCI artifact: a source no registry can be asked about again."""
+    return source.startswith("path:") or (source.startswith("oci://") and "@sha256:" in source)
 
 
 def _drop(folder: Path) -> None:

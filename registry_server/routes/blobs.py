@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Iterable
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -33,6 +34,7 @@ _MISSING_BODY = {"requestBody": {"required": True, "content": {"application/json
     "properties": {"digests": {"type": "array", "maxItems": MAX_FILES, "items": _DIGEST_SCHEMA}}}}}}}
 _MISSING_ANSWER = {"application/json": {"schema": {"type": "object", "required": ["missing"], "properties": {
     "missing": {"type": "array", "items": _DIGEST_SCHEMA}}}}}
+Refusal = Callable[[Request, int, dict[str, str]], Response]  # (request, size, headers) → the 416
 _BLOB_BODY = {"requestBody": {"required": True, "content": {
     "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}}
 
@@ -101,7 +103,8 @@ def _etag_matches(header: str | None, etag: str) -> bool:
     return "*" in tags or etag in tags
 
 
-def _headers(digest: str) -> dict[str, str]:
+def blob_headers(digest: str) -> dict[str, str]:
+    """ETag (the digest), immutable caching and Accept-Ranges: the headers of every answer about a stored blob."""
     return {"ETag": f'"sha256:{digest}"', "Cache-Control": IMMUTABLE, "Accept-Ranges": "bytes"}
 
 
@@ -112,7 +115,7 @@ def head_blob(ref: str, store: BlobStore = Depends(get_store)) -> Response:
     size = store.size(digest)
     if size is None:
         return Response(status_code=404, headers={"X-Error-Code": "not_found"})
-    return Response(status_code=200, headers={**_headers(digest), "Content-Length": str(size),
+    return Response(status_code=200, headers={**blob_headers(digest), "Content-Length": str(size),
                                               "Content-Type": "application/octet-stream"})
 
 
@@ -146,27 +149,53 @@ def get_blob(ref: str, request: Request, filename: str | None = Query(
     size = store.size(digest)
     if size is None:
         raise NotFoundError(f"blob sha256:{digest} is not stored")
-    headers = _headers(digest)
+    disposition = content_disposition(filename, digest) if filename is not None else None
+    return stored_blob_answer(request, digest, size, store, settings, disposition=disposition)
+
+
+def _unsatisfiable(request: Request, size: int, headers: dict[str, str]) -> Response:
+    return error_response(416, RegistryError.code, f"range {request.headers.get('range')!r} is outside "
+                          f"the blob's {size} bytes", headers)
+
+
+def stored_blob_answer(request: Request, digest: str, size: int, store: BlobStore, settings: ServerSettings, *,
+                       disposition: str | None = None, extra: dict[str, str] | None = None,
+                       unsatisfiable: Refusal = _unsatisfiable) -> Response:
+    """The GET answer for a blob of the store: `blob_answer`, with the store's URL under --redirect-downloads.
+
+    Shared by `/api/v1/blobs` and the OCI API (`/v2/`, routes/oci.py), which adds headers
+    (`extra`) and answers an unsatisfiable Range in its own error shape."""
+    url = (lambda: store.download_url(digest, disposition=disposition)) if settings.redirect_downloads else None
+    return blob_answer(request, digest, size, lambda start, length: store.open_range(digest, start, length),
+                       download_url=url, disposition=disposition, extra=extra, unsatisfiable=unsatisfiable)
+
+
+def blob_answer(request: Request, digest: str, size: int, open_range: Callable[[int, int | None], Iterable[bytes]],
+                *, download_url: Callable[[], str | None] | None = None, disposition: str | None = None,
+                extra: dict[str, str] | None = None, unsatisfiable: Refusal = _unsatisfiable) -> Response:
+    """GET of `size` bytes named `digest`: 304 (If-None-Match), 307 (to `download_url()`), 206 (Range), 416, or 200.
+
+    `open_range(start, length)` yields the bytes (length None: to the end). A Range is
+    ignored when `If-Range` names other bytes, or when it is malformed (RFC 9110)."""
+    headers = {**blob_headers(digest), **(extra or {})}
     if _etag_matches(request.headers.get("if-none-match"), headers["ETag"]):
         return Response(status_code=304, headers=headers)
-    disposition = content_disposition(filename, digest) if filename is not None else None
     if disposition:
         headers["Content-Disposition"] = disposition
-    if settings.redirect_downloads and (url := store.download_url(digest, disposition=disposition)):
+    if download_url is not None and (url := download_url()):
         # The bytes come from the store itself; the client re-sends Range there and checks the sha256.
-        return Response(status_code=307, headers={"Location": url, "Cache-Control": "no-store"})
+        return Response(status_code=307, headers={**(extra or {}), "Location": url, "Cache-Control": "no-store"})
     rng = parse_range(request.headers.get("range"), size)
     if_range = request.headers.get("if-range")
     if rng is not None and if_range and if_range.strip() != headers["ETag"]:
         rng = None  # the client's partial copy is of other bytes: send them all
     if rng is False:
-        return error_response(416, RegistryError.code, f"range {request.headers.get('range')!r} is outside "
-                              f"the blob's {size} bytes", {**headers, "Content-Range": f"bytes */{size}"})
+        return unsatisfiable(request, size, {**headers, "Content-Range": f"bytes */{size}"})
     if rng is None:
-        return StreamingResponse(store.open_range(digest), media_type="application/octet-stream",
+        return StreamingResponse(open_range(0, None), media_type="application/octet-stream",
                                  headers={**headers, "Content-Length": str(size)})
     start, end = rng
-    return StreamingResponse(store.open_range(digest, start, end - start + 1), status_code=206,
+    return StreamingResponse(open_range(start, end - start + 1), status_code=206,
                              media_type="application/octet-stream",
                              headers={**headers, "Content-Length": str(end - start + 1),
                                       "Content-Range": f"bytes {start}-{end}/{size}"})

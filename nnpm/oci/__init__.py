@@ -1,0 +1,1 @@
+"""The room: nnpm packages in OCI registries (ModelPack artifacts): references, transport, push, pull, index."""
