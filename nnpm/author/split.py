@@ -25,7 +25,7 @@ from typing import Any
 
 from nnpm.errors import IntegrityError, ModelError
 from nnpm.format.fields import DIGEST_FILE_RE
-from nnpm.format.onnxinfo import check_external, tensors
+from nnpm.format.onnxinfo import check_external, subgraphs, tensors
 from nnpm.fsutil import atomic_write
 from nnpm.hashing import CHUNK, file_digest
 
@@ -65,13 +65,8 @@ def split_graph(root: Path, rel: str, out: Path, *, threshold: int = THRESHOLD,
 
 def _initializers(graph: Any) -> Iterator[Any]:
     """The initializers of a graph and of its subgraphs (If, Loop, Scan bodies)."""
-    yield from graph.initializer
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.HasField("g"):
-                yield from _initializers(attr.g)
-            for sub in attr.graphs:
-                yield from _initializers(sub)
+    for sub in subgraphs(graph):
+        yield from sub.initializer
 
 
 def _as_raw(tensor: Any) -> int:

@@ -8,10 +8,10 @@ every tensor keeps in the proto.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-from nnpm.format.onnxinfo import _nodes, dtype_name, tensors
+from nnpm.format.onnxinfo import _nodes, dtype_name, subgraphs, tensors
 
 Shape = tuple[int | None, ...]
 Shapes = dict[str, Shape]
@@ -71,7 +71,7 @@ def _fixed_inputs(model: Any, input_shapes: dict[str, tuple[int, ...]]) -> Any:
             for dim in tensor_type.shape.dim:
                 if not (dim.HasField("dim_value") and dim.dim_value > 0):
                     dim.dim_value = 1
-    for sub in _graphs(graph):
+    for sub in subgraphs(graph):
         del sub.value_info[:]
         for value in sub.output:
             if value.type.WhichOneof("value") == "tensor_type":
@@ -102,17 +102,6 @@ def _without_weights(model: Any) -> Any:
         entry = stub.external_data.add()
         entry.key, entry.value = "location", "nnpm-cost-never-read"
     return copy
-
-
-def _graphs(graph: Any) -> Iterator[Any]:
-    """A graph and every subgraph inside it."""
-    yield graph
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.HasField("g"):
-                yield from _graphs(attr.g)
-            for sub in attr.graphs:
-                yield from _graphs(sub)
 
 
 def _shape(type_proto: Any) -> Shape | None:

@@ -122,6 +122,17 @@ def tensors(model: Any) -> Iterator[Any]:
             yield from _node_tensors(node)
 
 
+def subgraphs(graph: Any) -> Iterator[Any]:
+    """A graph and every subgraph inside it (If, Loop, Scan bodies)."""
+    yield graph
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("g"):
+                yield from subgraphs(attr.g)
+            for sub in attr.graphs:
+                yield from subgraphs(sub)
+
+
 def _nodes(graph: Any) -> Iterator[Any]:
     """Every node of a graph and its subgraphs."""
     for node in graph.node:
