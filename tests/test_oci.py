@@ -370,3 +370,22 @@ def test_a_pipeline_resolves_its_steps_from_the_oci_index(oci_registry, pushed_e
     assert set(out) == {"scores", "indices"}
     np.testing.assert_array_equal(out["indices"], want["indices"])
     np.testing.assert_allclose(out["scores"], want["scores"], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.registry_backends("sqlite-dir")
+def test_a_version_on_the_nnpm_registry_is_pushed_by_name(oci_registry, registry, small_package, home: Path,
+                                                          tmp_path: Path) -> None:
+    """`nnpm push oci://… NAME==VER` copies a published version: the artifact is the one its folder gives."""
+    from nnpm.author.publish import publish
+    from nnpm.client.api import RegistryClient
+
+    folder = small_package("mirrored", "1.0.0", weights=tuple(float(i) for i in range(20_000)))
+    with RegistryClient(registry.url, token=registry.add_user("alice")) as client:
+        publish(folder, client, progress=False)
+    by_name = push(home, f"oci://{oci_registry.host}/from-registry", "mirrored==1.0.0", registry=registry.url)
+    by_folder = push(tmp_path / "other", f"oci://{oci_registry.host}/from-folder", folder)
+    assert [(n, v, t, d) for n, v, _, t, d in by_name] == [(n, v, t, d) for n, v, _, t, d in by_folder]
+    run_nnpm(tmp_path / "installer", "install", f"oci://{oci_registry.host}/from-registry:1.0.0")
+    line = one_error_line(run_nnpm(home, "push", f"oci://{oci_registry.host}/x", "mirrored==9", registry=registry.url,
+                                   check=False))
+    assert "mirrored==9 is not on" in line
