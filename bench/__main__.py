@@ -12,7 +12,7 @@ import time
 import traceback
 from pathlib import Path
 
-from bench import install, pipeline, projects, publish, registry, resolver, startup, variants
+from bench import finetune, install, oci, pipeline, projects, publish, registry, resolver, startup, variants
 from bench.common import ROOT, Row, fmt, log, versions
 from bench.world import World
 
@@ -25,6 +25,8 @@ GROUPS = {
     "publish": publish.bench,
     "variants": variants.bench,
     "projects": projects.bench,
+    "finetune": finetune.bench,
+    "oci": oci.bench,
 }
 RESULTS = Path(__file__).resolve().parent / "results.json"
 
