@@ -236,7 +236,9 @@ def test_cli_compose_writes_a_checked_runnable_graph(home: Path, tmp_path: Path)
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     onnx.checker.check_model(str(out), full_check=True)
-    assert not [p for p in tmp_path.iterdir() if p.name != "fused.onnx"]  # no temp file left
+    # no temp file left: the graph, and beside it the tensor files of resnet18 (published tensor-addressed)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fused.data", "fused.onnx"]
+    assert all(p.name.startswith("sha256-") for p in (tmp_path / "fused.data").rglob("*") if p.is_file())
     session = plain_session(out)
     assert [i.name for i in session.get_inputs()] == ["image"]
     img = image(3)

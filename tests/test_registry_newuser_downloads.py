@@ -76,8 +76,8 @@ def test_the_archive_is_the_bytes_nnpm_pack_writes(api, small_package, tmp_path:
     token = api.add_user("alice")
     folder = rich_package(small_package)
     assert api.publish(folder, token).status_code == 201
-    packed = tmp_path / "packed.nnpm"
-    run_nnpm(tmp_path / "home", "pack", folder, "-o", packed)
+    packed = tmp_path / "packed.nnpm"   # api.publish sends the author's layout, so pack keeps it too
+    run_nnpm(tmp_path / "home", "pack", "--no-split-tensors", folder, "-o", packed)
     with api.client() as c:
         r = c.get("/api/v1/packages/Rich/1.0/archive")
         assert r.status_code == 200, r.text
@@ -125,5 +125,5 @@ def test_the_archive_streams_with_flat_memory_and_no_temp_file(api, small_packag
     now = sorted((api.data_dir / "tmp").rglob("*")) if (api.data_dir / "tmp").exists() else []
     assert now == tmp_before
     packed = tmp_path / "big.nnpm"
-    run_nnpm(tmp_path / "home", "pack", folder, "-o", packed)
+    run_nnpm(tmp_path / "home", "pack", "--no-split-tensors", folder, "-o", packed)
     assert digest.hexdigest() == hashlib.sha256(packed.read_bytes()).hexdigest()
