@@ -389,3 +389,15 @@ def test_a_version_on_the_nnpm_registry_is_pushed_by_name(oci_registry, registry
     line = one_error_line(run_nnpm(home, "push", f"oci://{oci_registry.host}/x", "mirrored==9", registry=registry.url,
                                    check=False))
     assert "mirrored==9 is not on" in line
+
+
+@pytest.mark.parametrize("path", ["../escape.onnx", "/etc/model.onnx", "a/../../b.onnx", "nnpm.toml"])
+def test_a_foreign_layer_path_outside_the_package_is_refused(oci_registry, oras_: Oras, home: Path, tmp_path: Path,
+                                                             path: str) -> None:
+    src = write_package(tmp_path / "src", "escaper", "1.0.0")
+    repo = f"escaper{abs(hash(path)) % 1000}"
+    manifest = modelpack(oras_, repo, [(path, WEIGHT, (src / "model.onnx").read_bytes())],
+                         {"name": "escaper", "version": "1.0.0"})
+    oras_.put_manifest(repo, "1.0.0", manifest)
+    assert_refused(home, "install", f"oci://{oci_registry.host}/{repo}:1.0.0", says="")
+    assert not (tmp_path / "escape.onnx").exists() and not (home.parent / "escape.onnx").exists()
