@@ -401,3 +401,60 @@ def test_a_foreign_layer_path_outside_the_package_is_refused(oci_registry, oras_
     oras_.put_manifest(repo, "1.0.0", manifest)
     assert_refused(home, "install", f"oci://{oci_registry.host}/{repo}:1.0.0", says="")
     assert not (tmp_path / "escape.onnx").exists() and not (home.parent / "escape.onnx").exists()
+
+
+class _HostileOci:
+    """An OCI registry that lies in ways docker-registry never would (the only fake here)."""
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                if self.path.startswith("/v2/huge/manifests/"):   # a manifest without end
+                    self.send_response(200)
+                    self.send_header("Content-Type", IMAGE_MANIFEST)
+                    self.end_headers()
+                    try:
+                        for _ in range(10_000):
+                            self.wfile.write(b" " * 65536)
+                    except OSError:
+                        pass
+                    return
+                if self.path.startswith("/v2/loop/tags/list"):     # pages that point at themselves
+                    body = json.dumps({"name": "loop", "tags": ["1.0.0"]}).encode()
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.send_header("Link", '</v2/loop/tags/list?n=1000&last=1.0.0>; rel="next"')
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
+                self.send_response(200 if self.path == "/v2/" else 404)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.host = f"127.0.0.1:{self.server.server_address[1]}"
+        import threading
+
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_registry_that_sends_without_end_or_pages_forever_is_refused(home: Path) -> None:
+    hostile = _HostileOci()
+    try:
+        line = assert_refused(home, "install", f"oci://{hostile.host}/huge:1.0.0", says="over the")
+        assert "manifest" in line, line
+        run_nnpm(home, "config", "set", "index", f"oci://{hostile.host}/")
+        line = assert_refused(home, "install", "loop", says="pages")
+        assert hostile.host in line, line
+    finally:
+        hostile.close()

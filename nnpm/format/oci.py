@@ -27,6 +27,7 @@ from packaging.version import InvalidVersion, Version
 
 from nnpm.errors import IntegrityError, ManifestError
 from nnpm.format.fields import DIGEST_RE
+from nnpm.format.limits import MAX_FILE_SIZE, MAX_FILES
 
 if TYPE_CHECKING:
     from nnpm.format.manifest import Manifest
@@ -208,7 +209,7 @@ def _descriptor(data: Any, where: str) -> tuple[str, int, str, dict]:
     digest, size, media = data.get("digest"), data.get("size"), data.get("mediaType")
     if not isinstance(digest, str) or not digest.startswith("sha256:") or not DIGEST_RE.match(digest[7:]):
         raise ManifestError(f"{where} has no sha256 digest")
-    if not isinstance(size, int) or isinstance(size, bool) or size < 0 or not isinstance(media, str):
+    if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= MAX_FILE_SIZE or not isinstance(media, str):
         raise ManifestError(f"{where} has no valid size or media type")
     annotations = data.get("annotations") or {}
     if not isinstance(annotations, dict) or not all(isinstance(v, str) for v in annotations.values()):
@@ -233,6 +234,8 @@ def parse_artifact(raw: bytes) -> ParsedArtifact:
     raw_layers = data.get("layers")
     if not isinstance(raw_layers, list) or not raw_layers:
         raise ManifestError("the OCI manifest has no layers")
+    if len(raw_layers) > MAX_FILES + 1:   # a package's files, and nnpm's manifest
+        raise ManifestError(f"the OCI manifest has {len(raw_layers)} layers; a package holds at most {MAX_FILES} files")
     layers = []
     for i, item in enumerate(raw_layers):
         digest, size, media, annotations = _descriptor(item, f"layer {i}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -25,7 +26,9 @@ from nnpm.oci.reference import OciRef
 if TYPE_CHECKING:
     import requests
 
-MAX_MANIFEST = 4 * 1024 * 1024      # an image manifest or config larger than this is refused
+MAX_MANIFEST = 4 * 1024 * 1024      # an image manifest, config or tag page larger than this is refused
+TAG_PAGE = 1000                     # tags asked for per page
+MAX_TAG_PAGES = 100                 # a registry that pages on forever is refused
 _LOGIN_HINT = ("log in with 'docker login {host}' (nnpm reads ~/.docker/config.json or $DOCKER_CONFIG), "
                "or set NNPM_OCI_USERNAME and NNPM_OCI_PASSWORD")
 _ACCEPT = f"{IMAGE_MANIFEST}, application/vnd.oci.artifact.manifest.v1+json;q=0.5"
@@ -82,7 +85,7 @@ class OciClient:
     def manifest(self, repository: str, reference: str) -> tuple[bytes, str]:
         """(bytes, sha256 hex) of an image manifest; checked against the reference when it is a digest."""
         resp = self._request("GET", f"{repository}/manifests/{reference}", what=f"{repository}:{reference}",
-                             headers={"Accept": _ACCEPT})
+                             headers={"Accept": _ACCEPT}, stream=True)
         raw = _bounded(resp, MAX_MANIFEST, f"the manifest of {repository}")
         digest = hashlib.sha256(raw).hexdigest()
         if reference.startswith("sha256:") and reference[7:] != digest:
@@ -94,7 +97,8 @@ class OciClient:
         """A config or manifest blob, read whole and checked against its digest and size."""
         if size > MAX_MANIFEST:
             raise IntegrityError(f"{repository}: blob sha256:{digest[:12]}… is {size} bytes, over {MAX_MANIFEST}")
-        resp = self._request("GET", f"{repository}/blobs/sha256:{digest}", what=f"blob sha256:{digest[:12]}…")
+        resp = self._request("GET", f"{repository}/blobs/sha256:{digest}", what=f"blob sha256:{digest[:12]}…",
+                             stream=True)
         raw = _bounded(resp, size, f"blob sha256:{digest[:12]}…")
         if len(raw) != size or hashlib.sha256(raw).hexdigest() != digest:
             raise IntegrityError(f"{self.host}/{repository}: blob sha256:{digest[:12]}… does not match its digest",
@@ -113,13 +117,32 @@ class OciClient:
             resp.close()
 
     def tags(self, repository: str) -> list[str]:
-        """Every tag of a repository ([] when the repository does not exist)."""
-        try:
-            return list(self._reg.get_tags(self._reg.get_container(f"{self.host}/{repository}")))
-        except Exception as exc:  # oras raises ValueError/requests errors; an absent repository is no tags
-            if "404" in str(exc) or "NAME_UNKNOWN" in str(exc):
+        """Every tag of a repository ([] when it does not exist), following at most MAX_TAG_PAGES pages."""
+        from urllib.parse import urljoin
+
+        tags: list[str] = []
+        path = f"{repository}/tags/list?n={TAG_PAGE}"
+        for _ in range(MAX_TAG_PAGES):
+            try:
+                resp = self._request("GET", path, what=f"the tags of {repository}", stream=True)
+            except NotFoundError:
                 return []
-            raise RegistryError(f"cannot list the tags of {self.host}/{repository}: {str(exc)[:200]}") from None
+            try:
+                page = json.loads(_bounded(resp, MAX_MANIFEST, f"the tags of {repository}"))
+                found = page.get("tags") or []
+                if not isinstance(found, list) or not all(isinstance(t, str) for t in found):
+                    raise ValueError("tags is not a list of strings")
+            except (ValueError, AttributeError) as exc:
+                raise RegistryError(f"the OCI registry {self.host} sent a malformed tag list ({exc})") from None
+            tags += found
+            link = resp.headers.get("Link", "")
+            if not link.startswith("<") or not found:
+                return tags
+            nxt = urljoin(f"{self.base}/{path}", link[1:link.index(">")] if ">" in link else "")
+            if not nxt.startswith(self.base + "/"):
+                raise RegistryError(f"the OCI registry {self.host} points its tag list elsewhere ({nxt[:80]})")
+            path = nxt[len(self.base) + 1:]
+        raise RegistryError(f"the tag list of {self.host}/{repository} runs past {MAX_TAG_PAGES} pages")
 
     # -- writing -------------------------------------------------------------------------------------
     def has_blob(self, repository: str, digest: str) -> bool:
@@ -184,10 +207,17 @@ def _oci_error(resp) -> str | None:
 
 
 def _bounded(resp, limit: int, what: str) -> bytes:
-    raw = resp.content
-    if len(raw) > limit:
-        raise IntegrityError(f"{what} is {len(raw)} bytes, over the {limit} nnpm reads")
-    return raw
+    """The body, read as it streams and refused once past `limit` (a hostile registry may send gigabytes)."""
+    raw = bytearray()
+    try:
+        for chunk in resp.iter_content(chunk_size=65536):
+            raw += chunk
+            if len(raw) > limit:
+                raise IntegrityError(f"{what} is over the {limit} bytes nnpm reads",
+                                     hint="the registry serves something else than the manifest names")
+    finally:
+        resp.close()
+    return bytes(raw)
 
 
 @contextmanager
