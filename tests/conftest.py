@@ -115,7 +115,8 @@ _BUILD_ENVS = {"examples": child_env, "rebuild": lambda: {**os.environ, "PYTHONP
 # core busy alone at the end (longest-first is the classic cure for that tail).
 LONG_FIRST = ("test_readme.py", "test_s3_registry.py", "test_variant_author.py", "test_replicas.py",
               "test_registry_crash.py", "test_registry_variants.py", "test_install.py", "test_new_user.py",
-              "test_registry_api_publish.py", "test_registry_newuser_workers.py")
+              "test_registry_api_publish.py", "test_registry_newuser_workers.py", "test_project.py", "test_oci.py",
+              "test_tensor_weights.py", "test_registry_oci.py")
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list) -> None:
