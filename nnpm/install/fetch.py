@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -148,6 +147,8 @@ def fetch_all(connect: Callable[[], "RegistryClient"], store: Store, wanted: lis
     stats.present_bytes = sum(w.size for w in unique.values()) - sum(w.size for w in missing)
     if not missing:
         return stats
+    from concurrent.futures import ThreadPoolExecutor  # only when something is to be fetched
+
     client = connect()
     with transfer_progress(sum(w.size for w in missing), enabled=progress) as bar:
         def job(want: Wanted) -> int:

@@ -36,6 +36,7 @@ from packaging.version import Version
 
 from nnpm._version import __version__
 from nnpm.errors import EnvError
+from nnpm.format.application import Application
 from nnpm.format.fields import is_digest
 from nnpm.fsutil import atomic_write
 from nnpm.install.lockfile import Lock, LockedPackage
@@ -131,6 +132,25 @@ class ProjectLock:
                 "variant": entry.get("variant", "reference"), "variant_reason": entry.get("variant-reason", "")})
             lock.dependencies[name] = deps
         return lock
+
+
+@dataclass
+class LockChanges:
+    """What re-locking changed, for the summary: added, removed, (name, old, new) updated."""
+
+    added: list[tuple[str, str]] = field(default_factory=list)
+    removed: list[tuple[str, str]] = field(default_factory=list)
+    updated: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+def requirement_keys(app: Application) -> list[str]:
+    """What the lock records as having led to it: one line per dependency entry, sorted."""
+    return sorted(d.key() for d in app.dependencies.values())
+
+
+def is_current(app: Application, lock: ProjectLock) -> bool:
+    """True when the lock was made from exactly this project file's dependencies."""
+    return sorted(lock.requirements) == requirement_keys(app)
 
 
 def _check_requires(text: object) -> None:

@@ -9,7 +9,6 @@ previous lock chose while the version still has it, else the reference.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from packaging.version import Version
@@ -17,31 +16,12 @@ from packaging.version import Version
 from nnpm.format.application import Application, Dependency
 from nnpm.install.lockfile import LockedPackage
 from nnpm.install.variants import DEFAULT_MAX_DRIFT, Choice, Policy, choose
-from nnpm.project.lockfile import ProjectLock
+from nnpm.project.lockfile import LockChanges, ProjectLock, requirement_keys
 
 if TYPE_CHECKING:
     from nnpm.client.api import RegistryClient
     from nnpm.format.manifest import Manifest
     from nnpm.install.store import Store
-
-
-@dataclass
-class LockChanges:
-    """What re-locking changed, for the summary: added, removed, (name, old, new) updated."""
-
-    added: list[tuple[str, str]] = field(default_factory=list)
-    removed: list[tuple[str, str]] = field(default_factory=list)
-    updated: list[tuple[str, str, str]] = field(default_factory=list)
-
-
-def requirement_keys(app: Application) -> list[str]:
-    """What the lock records as having led to it: one line per dependency entry, sorted."""
-    return sorted(d.key() for d in app.dependencies.values())
-
-
-def is_current(app: Application, lock: ProjectLock) -> bool:
-    """True when the lock was made from exactly this project file's dependencies."""
-    return sorted(lock.requirements) == requirement_keys(app)
 
 
 def policy_of(dep: Dependency) -> Policy:

@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING
 from nnpm.errors import EnvError, IntegrityError, ManifestError
 from nnpm.format.application import Application, Dependency
 from nnpm.fsutil import atomic_write
-from nnpm.project.lockfile import ProjectLock
-from nnpm.project.locking import LockChanges, is_current, lock_project
+from nnpm.project.lockfile import LockChanges, ProjectLock, is_current
 
 if TYPE_CHECKING:
     from nnpm.client.api import RegistryClient
@@ -61,6 +60,8 @@ def relock(app: Application, settings: "Settings", previous: ProjectLock | None,
 
     settings = registry_for(settings, previous)
     with _client(settings) as client:
+        from nnpm.project.locking import lock_project  # resolving: only when the lock must change
+
         return lock_project(app, client, Store(settings.store_dir), previous, **options)
 
 
@@ -147,7 +148,7 @@ def _floor_new_specifiers(app: Application, new_app: Application, add: list[Depe
     from packaging.specifiers import SpecifierSet
 
     from nnpm.project.edit import edited_text
-    from nnpm.project.locking import requirement_keys
+    from nnpm.project.lockfile import requirement_keys
 
     floors = {d.name: replace(d, specifier=SpecifierSet(f">={lock.packages[d.name].version}"))
               for d in add if not str(d.specifier) and d.name in lock.packages}
