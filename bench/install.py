@@ -1,9 +1,11 @@
 """Install figures: cold install of resnet18 against curl + sha256sum and against pip, warm install.
 
 - cold: a fresh NNPM_HOME per run, `nnpm install resnet18 --registry URL`, wall time of the CLI
-  process (resolve, fetch 3 blobs = 46.8 MB, verify, link, write the lock).
-- peer 1, the physical limit: `curl -o FILE URL/api/v1/blobs/sha256:X` of model.onnx from the
-  same server, then `sha256sum FILE` (a Python stand-in, labelled as such, when either is missing).
+  process (resolve, fetch the reference's files = 46.8 MB: the graph, labels, README, the
+  self-test and one file per large tensor, 4 at a time; verify, link, write the lock).
+- peer 1, the physical limit: `curl --parallel --parallel-max 4 -o FILE URL/api/v1/blobs/sha256:X ...`
+  of the same files from the same server, then `sha256sum` of them (a Python stand-in,
+  labelled as such, when either is missing).
 - peer 2, what people do today: the same files in a wheel on a PEP 503 `/simple/` index served
   by `python -m http.server`, `pip install --no-deps --no-cache-dir --target TMP`.
 - warm: a home whose store already holds resnet18; `nnpm install --env NEW resnet18`; checks
@@ -64,45 +66,50 @@ def cold_install(world: World) -> float:
 # -- curl + sha256sum ----------------------------------------------------------------------------
 
 def curl_peer(world: World) -> tuple[Callable[[int], float], str]:
-    """(run(i) -> seconds, label) for downloading model.onnx and hashing it."""
-    url = f"{world.registry.url}/api/v1/blobs/sha256:{world.model_digest}"
+    """(run(i) -> seconds, label) for downloading resnet18's files (4 at a time, as nnpm) and hashing them."""
+    files = world.model_files
+    urls = [f"{world.registry.url}/api/v1/blobs/sha256:{digest}" for digest, _ in files]
     curl, sha256sum = shutil.which("curl"), shutil.which("sha256sum")
+
+    def check(hashes: list[str]) -> None:
+        if hashes != [digest for digest, _ in files]:
+            raise RuntimeError("the peer fetched other bytes than resnet18's files")
 
     def real(_i: int) -> float:
         folder = world.tmp("curl")
-        target = folder / "model.onnx"
+        targets = [str(folder / f"f{n}") for n in range(len(files))]
         try:
             start = time.perf_counter()
-            subprocess.run([curl, "-sS", "-f", "-o", str(target), url], check=True)
-            out = subprocess.run([sha256sum, str(target)], check=True, capture_output=True, text=True).stdout
+            args = [a for target, url in zip(targets, urls, strict=True) for a in ("-o", target, url)]
+            subprocess.run([curl, "-sS", "-f", "--parallel", "--parallel-max", "4", *args], check=True)
+            out = subprocess.run([sha256sum, *targets], check=True, capture_output=True, text=True).stdout
             seconds = time.perf_counter() - start
         finally:
             shutil.rmtree(folder)
-        if out.split()[0] != world.model_digest:
-            raise RuntimeError("curl fetched other bytes than model.onnx")
+        check([line.split()[0] for line in out.splitlines()])
         return seconds
 
     def python(_i: int) -> float:
         code = ("import hashlib, sys, urllib.request\n"
-                "h = hashlib.sha256()\n"
-                "with urllib.request.urlopen(sys.argv[1]) as r, open(sys.argv[2], 'wb') as f:\n"
-                "    while chunk := r.read(1 << 20):\n"
-                "        f.write(chunk)\n"
-                "with open(sys.argv[2], 'rb') as f:\n"
-                "    while chunk := f.read(1 << 20):\n"
-                "        h.update(chunk)\n"
-                "print(h.hexdigest())\n")
+                "for url in sys.argv[2:]:\n"
+                "    h = hashlib.sha256()\n"
+                "    with urllib.request.urlopen(url) as r, open(sys.argv[1], 'wb') as f:\n"
+                "        while chunk := r.read(1 << 20):\n"
+                "            f.write(chunk)\n"
+                "    with open(sys.argv[1], 'rb') as f:\n"
+                "        while chunk := f.read(1 << 20):\n"
+                "            h.update(chunk)\n"
+                "    print(h.hexdigest())\n")
         folder = world.tmp("urllib")
         try:
-            seconds, proc = timed([PY, "-c", code, url, str(folder / "model.onnx")])
+            seconds, proc = timed([PY, "-c", code, str(folder / "blob"), *urls])
         finally:
             shutil.rmtree(folder)
-        if proc.stdout.strip() != world.model_digest:
-            raise RuntimeError("urllib fetched other bytes than model.onnx")
+        check(proc.stdout.split())
         return seconds
 
     if curl and sha256sum:
-        return real, "curl -o + sha256sum"
+        return real, "curl -o + sha256sum (4 at a time)"
     return python, "PYTHON STAND-IN (urllib + hashlib; curl/sha256sum not found)"
 
 
@@ -224,7 +231,7 @@ def bench(world: World, runs: int) -> list[Row]:
     log("install: cold install vs curl + sha256sum")
     curl, curl_label = curl_peer(world)
     cold, peer = interleaved([lambda i: cold_install(world), curl], runs)
-    size = sum(p.stat().st_size for p in (world.examples / "resnet18").iterdir() if p.name != "nnpm.toml")
+    size = sum(size for _, size in world.model_files)   # what the install fetches: the reference's files
     rows = [Row("cold-vs-curl", f"cold install resnet18 ({size / 1e6:.1f} MB)", median(cold), "s",
                 peer=median(peer), peer_label=curl_label, op="<=", limit=1.3, runs=cold, peer_runs=peer)]
 

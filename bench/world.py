@@ -5,7 +5,6 @@ Everything lives in one temp folder that `close()` removes, after stopping the s
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import tempfile
 from functools import cached_property
@@ -62,13 +61,15 @@ class World:
         return reg
 
     @cached_property
-    def model_digest(self) -> str:
-        """sha256 of resnet18's model.onnx: the blob the install figures are about."""
-        h = hashlib.sha256()
-        with open(self.examples / "resnet18" / "model.onnx", "rb") as f:
-            while chunk := f.read(1 << 20):
-                h.update(chunk)
-        return h.hexdigest()
+    def model_files(self) -> list[tuple[str, int]]:
+        """(sha256, size) of every file an install of resnet18's reference fetches: what the install
+        figures are about (published tensor-addressed, so the graph and one file per large tensor)."""
+        import httpx
+
+        from nnpm.format.manifest import Manifest
+
+        data = httpx.get(f"{self.registry.url}/api/v1/packages/resnet18/1.0.0", timeout=60).json()
+        return [(f.sha256, f.size) for f in Manifest.from_dict(data["manifest"]).files_for("reference")]
 
     @cached_property
     def user_home(self) -> Path:
