@@ -333,3 +333,17 @@ def test_two_adds_at_once_both_land(reg, tmp_path: Path) -> None:
     assert "alpha = " in text and "delta = " in text
     assert listed(home, app) == {"alpha": "1.1.0", "delta": "1.0.0"}
     assert "0 blobs fetched" in nnpm(home, app, "sync", "--frozen", "-q", registry=reg.url).stdout
+
+
+@pytest.mark.parametrize("linked", [".nnpm", ".nnpm/pkgs"])
+def test_a_committed_link_in_place_of_the_environment_is_refused(reg, tmp_path: Path, linked: str) -> None:
+    """A cloned repository is a stranger's: sync must not write into, or remove from, where a link points."""
+    home, app = tmp_path / "home", new_project(tmp_path / "app", 'delta = "*"\n')
+    victim = tmp_path / "victim"
+    (victim / "pkgs" / "precious").mkdir(parents=True)
+    (victim / "precious").mkdir()
+    (app / linked).parent.mkdir(parents=True, exist_ok=True)
+    (app / linked).symlink_to(victim if linked == ".nnpm" else victim / "pkgs")
+    line = one_error_line(nnpm(home, app, "sync", registry=reg.url, check=False))
+    assert "is a link or a file" in line
+    assert (victim / "pkgs" / "precious").is_dir() and sorted(p.name for p in victim.iterdir()) == ["pkgs", "precious"]

@@ -224,8 +224,20 @@ class Environment:
 
 
 def project_env(app: "Application") -> Environment:
-    """A project's environment: `.nnpm/` beside its project file."""
-    return Environment(app.env_dir, app.name, app)
+    """A project's environment: `.nnpm/` beside its project file (refused when a cloned repository made it a link)."""
+    env = Environment(app.env_dir, app.name, app)
+    _check_not_linked(env)
+    return env
+
+
+def _check_not_linked(env: Environment) -> None:
+    """A repository is a stranger's: a committed `.nnpm` (or its `pkgs`, `cache`) that is a link would
+    have sync write into, and remove folders from, wherever it points. nnpm makes these folders itself."""
+    for folder in (env.root, env.root / "pkgs", env.root / "cache"):
+        if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+            raise EnvError(f"{folder} is a link or a file, not the folder nnpm keeps a project's environment in",
+                           hint=f"remove it (nnpm sync makes {env.root.name}/ again from nnpm.lock), and keep "
+                                f"{env.root.name}/ out of version control")
 
 
 def claim_project_env(env: Environment, settings: "Settings") -> None:
@@ -233,6 +245,7 @@ def claim_project_env(env: Environment, settings: "Settings") -> None:
 
     The record lets `nnpm cache clean` and `cache verify` see which blobs the project's
     folders use, as they see every named environment's."""
+    _check_not_linked(env)
     env.root.mkdir(parents=True, exist_ok=True)
     ignore = env.root / ".gitignore"
     if not ignore.exists():
