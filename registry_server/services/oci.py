@@ -19,7 +19,7 @@ from packaging.version import Version
 from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection
 
-from nnpm.errors import ManifestError
+from nnpm.errors import ManifestError, NnpmError
 from nnpm.format.fields import canonical_name, is_digest
 from nnpm.format.limits import MIB
 from nnpm.format.manifest import Manifest
@@ -39,12 +39,15 @@ _MANIFESTS = (select(Release.manifest_sha256, Release.manifest_json).join(Packag
               .where(Package.name == bindparam("name"), Release.manifest_sha256.in_(bindparam("shas", expanding=True))))
 
 
-class OciError(Exception):
-    """An answer of the OCI API's error shape: HTTP status, spec code (NAME_UNKNOWN...), message, detail."""
+class OciError(NnpmError):
+    """An answer of the OCI API's error shape: HTTP status, spec code (NAME_UNKNOWN...), message, detail.
+
+    In nnpm's one tree, but answered in the distribution spec's shape (routes/oci.py's handler
+    is the most specific one for it)."""
 
     def __init__(self, status: int, code: str, message: str, detail: object = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.detail = status, code, message, detail
+        super().__init__(message, status=status)
+        self.code, self.detail = code, detail
 
     def to_wire(self) -> dict:
         """`{"errors": [{"code", "message", "detail"}]}`."""
