@@ -157,3 +157,12 @@ def oci_registry() -> Iterator[OciRegistry]:
 def oci_registry_auth() -> Iterator[OciRegistry]:
     """A distribution server with htpasswd basic auth (`.username`, `.password`), for the whole session."""
     yield from _started(username="nnpm-tester", password="s3cret-pass")
+
+
+@pytest.fixture
+def oras_(oci_registry, tmp_path: Path):
+    """oras-py on the no-auth registry, writing blobs it pushes under tmp_path/blobs."""
+    from ocikit import Oras
+
+    return Oras(oci_registry, tmp_path / "blobs")
+

@@ -28,11 +28,6 @@ def home(tmp_path: Path) -> Path:
     return tmp_path / "home"
 
 
-@pytest.fixture
-def oras_(oci_registry, tmp_path: Path) -> Oras:
-    return Oras(oci_registry, tmp_path / "blobs")
-
-
 
 # -- push, pull back with oras-py, install, run ----------------------------------------------------------
 def round_trip(reg, oras_: Oras, home: Path, folder: Path, repo: str, tmp_path: Path) -> str:

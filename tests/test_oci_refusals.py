@@ -25,11 +25,6 @@ def home(tmp_path: Path) -> Path:
     return tmp_path / "home"
 
 
-@pytest.fixture
-def oras_(oci_registry, tmp_path: Path) -> Oras:
-    return Oras(oci_registry, tmp_path / "blobs")
-
-
 
 def test_a_tag_with_plus_is_refused(oci_registry, home: Path, small_package) -> None:
     target = f"oci://{oci_registry.host}/x:1.0.0+local"
