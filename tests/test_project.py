@@ -31,23 +31,22 @@ def _packages(root: Path) -> list[Path]:
             write_package(root / "delta-1.0.0", "delta", "1.0.0", (2.0, 2.0, 2.0))]
 
 
-def _start(tmp_path_factory, started: list, examples_dir: Path, backend, *, digits: bool) -> Registry:
+def _start(tmp_path_factory, started: list, backend) -> Registry:
     reg = start_registry(tmp_path_factory, started, backend=backend)
     token = reg.add_user("alice")
     folders = _packages(tmp_path_factory.mktemp("project-packages"))
     with RegistryClient(reg.url, token=token) as client:
-        for folder in folders + ([examples_dir / "digits"] if digits else []):
+        for folder in folders:
             publish(folder, client, progress=False)
     return reg
 
 
 @pytest.fixture(scope="module")
-def registries(examples_dir: Path, tmp_path_factory: pytest.TempPathFactory, registry_backend):
+def registries(tmp_path_factory: pytest.TempPathFactory, registry_backend):
     """Two registries serving the same packages (the second a mirror: same manifests, same digests)."""
     started: list[Registry] = []
     try:
-        yield (_start(tmp_path_factory, started, examples_dir, registry_backend, digits=True),
-               _start(tmp_path_factory, started, examples_dir, registry_backend, digits=False))
+        yield _start(tmp_path_factory, started, registry_backend), _start(tmp_path_factory, started, registry_backend)
     finally:
         close_all(started)
 
