@@ -71,13 +71,11 @@ class OciIndex:
     @contextmanager
     def open_blob(self, digest: str, start: int = 0, if_range: str | None = None) -> "Iterator":
         """A package file, from the repository whose manifest listed it."""
-        from nnpm.oci.pull import _Stream
-
         repository = self._repo_of.get(digest)
         if repository is None:
             raise NotFoundError(f"no package read from {self.url} lists blob sha256:{digest[:12]}…")
-        with self.client.open_blob(repository, digest, start) as resp:
-            yield _Stream(resp)
+        with self.client.open_blob(repository, digest, start) as stream:
+            yield stream
 
     def close(self) -> None:
         """Nothing to close (oras keeps a requests session per client)."""

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -41,28 +39,6 @@ class Pulled:
     fetched: "FetchStats | None" = None
 
 
-class _Blobs:
-    """The installer's blob interface (`open_blob`) over one OCI repository."""
-
-    def __init__(self, client: OciClient, repository: str) -> None:
-        self.client, self.repository = client, repository
-
-    @contextmanager
-    def open_blob(self, digest: str, start: int = 0, if_range: str | None = None) -> Iterator["_Stream"]:
-        """The answer for one layer, as nnpm.install.fetch reads answers."""
-        with self.client.open_blob(self.repository, digest, start) as resp:
-            yield _Stream(resp)
-
-
-class _Stream:
-    def __init__(self, resp) -> None:
-        self.status_code = resp.status_code
-        self._resp = resp
-
-    def iter_bytes(self) -> Iterator[bytes]:
-        return self._resp.iter_content(chunk_size=1 << 20)
-
-
 def read_artifact(client: OciClient, ref: OciRef) -> tuple[ParsedArtifact, str, dict]:
     """(parsed manifest, its digest, the validated ModelPack config) of the artifact `ref` names."""
     if not ref.reference:
@@ -80,54 +56,50 @@ def pull(ref: OciRef, store: "Store", *, progress: bool | None = None, client: O
     source = f"oci://{ref.host}/{ref.repository}@sha256:{digest}"
     layer = parsed.nnpm_layer
     if layer is None:
-        return _packed(_foreign(client, ref, parsed, config, store), store, source)
+        return _foreign(client, ref, parsed, config, store, source)
     manifest = Manifest.from_json(client.small_blob(ref.repository, layer.digest, layer.size), file=f"{ref} manifest.json")
     check_layers(parsed, manifest)
+    return Pulled(manifest, parsed.variant, source, _fetch(client, ref, parsed, store, progress, manifest.name))
+
+
+def _fetch(client: OciClient, ref: OciRef, parsed: ParsedArtifact, store: "Store", progress: bool | None,
+           label: str) -> "FetchStats":
+    """Every file layer into the store, several at once, each verified before it is committed."""
     from nnpm.install.fetch import Wanted, fetch_all
 
-    wanted = [Wanted(f.digest, f.size, f"{manifest.name} {f.path}") for f in parsed.files()]
-    blobs = _Blobs(client, ref.repository)
-    return Pulled(manifest, parsed.variant, source, fetch_all(lambda: blobs, store, wanted, progress=progress))
+    wanted = [Wanted(f.digest, f.size, f"{label} {f.path}") for f in parsed.files()]
+    blobs = client.blobs(ref.repository)
+    return fetch_all(lambda: blobs, store, wanted, progress=progress)
 
 
-def _packed(folder: Path, store: "Store", source: str) -> Pulled:
-    """A foreign artifact's folder, validated and packed as `nnpm install ./folder` would, into the store."""
+def _foreign(client: OciClient, ref: OciRef, parsed: ParsedArtifact, config: dict, store: "Store",
+             source: str) -> Pulled:
+    """A ModelPack artifact nnpm did not write: its files laid out in a scratch folder by their paths, an
+    nnpm.toml from its config, then validated and packed as `nnpm install ./folder` would, into the store."""
+    import tempfile
+
     from nnpm.author.pack import staged
     from nnpm.fsutil import remove_tree
 
-    try:
-        with staged(folder, allow_hardlinks=True, scratch=store.root / "tmp") as built:
-            for entry in built.manifest.files:
-                store.add_file(built.paths[entry.path], entry.sha256, entry.size)
-        return Pulled(built.manifest, "reference", source)
-    finally:
-        remove_tree(folder)
-
-
-def _foreign(client: OciClient, ref: OciRef, parsed: ParsedArtifact, config: dict, store: "Store") -> Path:
-    """A ModelPack artifact nnpm did not write, as a package folder under the store's scratch space."""
-    import tempfile
-
-    scratch = store.root / "tmp"
-    scratch.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix="nnpm-oci-", dir=scratch))
     paths = [check_relpath(layer.path, file=str(ref), key="layers") for layer in parsed.files()]
     if len(set(paths)) != len(paths):
         raise ManifestError(f"{ref}: two layers name the same file")
-    for layer, rel in zip(parsed.files(), paths, strict=True):
-        dest = folder / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(_fetch_one(client, ref, layer, store), dest)
-    (folder / "nnpm.toml").write_text(_toml_for(ref, parsed, config), encoding="utf-8")
-    return folder
-
-
-def _fetch_one(client: OciClient, ref: OciRef, layer, store: "Store") -> Path:
-    from nnpm.install.fetch import Wanted, fetch_all
-
-    fetch_all(lambda: _Blobs(client, ref.repository), store, [Wanted(layer.digest, layer.size, layer.path)],
-              progress=False)
-    return store.path(layer.digest)
+    toml = _toml_for(ref, parsed, config)
+    fetched = _fetch(client, ref, parsed, store, False, ref.repository)
+    scratch = store.root / "tmp"
+    scratch.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="nnpm-oci-", dir=scratch))
+    try:
+        for layer, rel in zip(parsed.files(), paths, strict=True):
+            (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(store.path(layer.digest), folder / rel)
+        (folder / "nnpm.toml").write_text(toml, encoding="utf-8")
+        with staged(folder, allow_hardlinks=True, scratch=scratch) as built:
+            for entry in built.manifest.files:
+                store.add_file(built.paths[entry.path], entry.sha256, entry.size)
+        return Pulled(built.manifest, "reference", source, fetched)
+    finally:
+        remove_tree(folder)
 
 
 def _toml_for(ref: OciRef, parsed: ParsedArtifact, config: dict) -> str:

@@ -106,15 +106,19 @@ class OciClient:
         return raw
 
     @contextmanager
-    def open_blob(self, repository: str, digest: str, start: int = 0) -> Iterator["requests.Response"]:
+    def open_blob(self, repository: str, digest: str, start: int = 0) -> Iterator["BlobStream"]:
         """The streaming answer for a layer (206 from `start` when Range was honoured); the caller verifies."""
         headers = {"Range": f"bytes={start}-"} if start else {}
         resp = self._request("GET", f"{repository}/blobs/sha256:{digest}", what=f"blob sha256:{digest[:12]}…",
                              headers=headers, stream=True, ok=(200, 206))
         try:
-            yield resp
+            yield BlobStream(resp)
         finally:
             resp.close()
+
+    def blobs(self, repository: str) -> "RepositoryBlobs":
+        """The installer's blob interface over one repository (what nnpm.install.fetch asks for)."""
+        return RepositoryBlobs(self, repository)
 
     def tags(self, repository: str) -> list[str]:
         """Every tag of a repository ([] when it does not exist), following at most MAX_TAG_PAGES pages."""
@@ -183,6 +187,29 @@ class OciClient:
                 raise AuthError(f"the OCI registry {self.host} asks for credentials for {what}",
                                 hint=_LOGIN_HINT.format(host=self.host), status=401) from None
             raise RegistryError(f"the OCI registry {self.host} answered {what} oddly: {str(exc)[:200]}") from None
+
+
+class BlobStream:
+    """A blob answer as nnpm.install.fetch reads one: `status_code` and `iter_bytes()`."""
+
+    def __init__(self, resp: "requests.Response") -> None:
+        self.status_code = resp.status_code
+        self._resp = resp
+
+    def iter_bytes(self) -> Iterator[bytes]:
+        """The body as it arrives."""
+        return self._resp.iter_content(chunk_size=1 << 20)
+
+
+class RepositoryBlobs:
+    """`open_blob(digest, start, if_range)` over one repository: the fetcher's view of an OCI registry."""
+
+    def __init__(self, client: OciClient, repository: str) -> None:
+        self.client, self.repository = client, repository
+
+    def open_blob(self, digest: str, start: int = 0, if_range: str | None = None):
+        """One layer's answer (If-Range is not sent: the fetcher re-checks a 200 against what it holds)."""
+        return self.client.open_blob(self.repository, digest, start)
 
 
 def _check(resp, ok: tuple[int, ...], host: str, what: str):
