@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import IO
+
+from nnpm.errors import IntegrityError
 
 CHUNK = 1024 * 1024
 
@@ -17,3 +21,25 @@ def file_digest(path: Path) -> tuple[str, int]:
             h.update(chunk)
             size += len(chunk)
     return h.hexdigest(), size
+
+
+def verified_chunks(f: IO[bytes], size: int, digest: str, on_progress: Callable[[int], None] | None
+                     ) -> Iterator[bytes]:
+    """The file's bytes in chunks; the last chunk is held back until size and sha256 are checked."""
+    h, sent = hashlib.sha256(), 0
+    chunk = f.read(CHUNK)
+    while True:
+        nxt = f.read(CHUNK) if chunk else b""
+        h.update(chunk)
+        sent += len(chunk)
+        if sent > size or (not nxt and (sent != size or h.hexdigest() != digest)):
+            raise IntegrityError(f"blob sha256:{digest[:12]}… changed or does not match its manifest entry "
+                                 "(size or sha256 differs)", hint="re-run 'nnpm pack' and publish again")
+        if not chunk:
+            return
+        yield chunk
+        if on_progress:
+            on_progress(len(chunk))
+        if not nxt:
+            return
+        chunk = nxt

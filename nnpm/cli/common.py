@@ -1,4 +1,5 @@
-"""What several commands share: the --env/--registry/--token options and the registry client they make."""
+"""What several commands share: the --env/--registry/--token options, the registry client they make, and the
+variant options install and add both take."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import typer
 
 if TYPE_CHECKING:
     from nnpm.client.api import RegistryClient
+    from nnpm.install.variants import Policy
 
 ENV = typer.Option(None, "--env", "-e", help="Environment (default: NNPM_ENV or 'default').")
 REGISTRY = typer.Option(None, "--registry", help="Registry URL (default: NNPM_REGISTRY or the one you logged in to).")
@@ -41,3 +43,16 @@ def registry_client(registry: str | None, token: str | None, *, need_token: bool
         raise ConfigError(f"no token for {url}",
                           hint=f"run 'nnpm login --registry {url}', set NNPM_TOKEN or pass --token")
     return RegistryClient(url, token=settings.token, cache_dir=settings.cache_dir)
+
+
+def variant_policy(prefer: str, max_drift: float, variant: str | None) -> "Policy":
+    """The variant policy the --prefer, --max-drift and --variant options ask for (install and add)."""
+    from nnpm.errors import SpecError
+    from nnpm.format.variants import PREFER
+    from nnpm.install.variants import Policy
+
+    if prefer not in PREFER:
+        raise SpecError(f"--prefer {prefer!r} is not one of {', '.join(PREFER)}", hint="e.g. --prefer speed")
+    if variant is not None and prefer != "reference":
+        raise SpecError("--variant pins one variant; give it without --prefer")
+    return Policy(prefer=prefer, max_drift=max_drift, pin=variant)

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from nnpm.cli.common import ENV, REGISTRY
+from nnpm.cli.common import ENV, REGISTRY, variant_policy
 
 if TYPE_CHECKING:
     from nnpm.install.transaction import Installer
@@ -79,7 +79,7 @@ def install(
         if not specs:
             raise ManifestError("nothing to install", hint="e.g. nnpm install resnet18, or --locked")
         specs, prepared, pulls = _pull_oci(inst, specs, insecure, quiet)
-        result = inst.install(specs, pre=pre, force=force, upgrade=upgrade, policy=_policy(prefer, max_drift, variant),
+        result = inst.install(specs, pre=pre, force=force, upgrade=upgrade, policy=variant_policy(prefer, max_drift, variant),
                               prepared=prepared)
         _count_pulls(result.fetched, pulls)
     _report(inst, result)
@@ -131,18 +131,6 @@ def _in_project(inst: "Installer", specs: list[str] | None, locked: bool, quiet:
     from nnpm.cli.project import sync
 
     sync(registry=inst.settings.registry, frozen=locked, force=False, quiet=quiet)
-
-
-def _policy(prefer: str, max_drift: float, variant: str | None):
-    """The variant policy the options ask for."""
-    from nnpm.errors import SpecError
-    from nnpm.install.variants import PREFER, Policy
-
-    if prefer not in PREFER:
-        raise SpecError(f"--prefer {prefer!r} is not one of {', '.join(PREFER)}", hint="e.g. --prefer speed")
-    if variant is not None and prefer != "reference":
-        raise SpecError("--variant pins one variant; give it without --prefer")
-    return Policy(prefer=prefer, max_drift=max_drift, pin=variant)
 
 
 def uninstall(

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from nnpm.cli.common import REGISTRY
+from nnpm.cli.common import REGISTRY, variant_policy
 
 if TYPE_CHECKING:
     from nnpm.config import Settings
@@ -49,15 +49,12 @@ def add(
     quiet: bool = QUIET,
 ) -> None:
     """Add packages to the project's dependencies, lock, and sync its environment."""
-    from nnpm.format.application import PREFER, Dependency
+    from nnpm.format.application import Dependency
     from nnpm.format.spec import parse_spec
+    from nnpm.install.variants import DEFAULT_MAX_DRIFT
     from nnpm.project.sync import change
 
-    if prefer not in PREFER or (variant and prefer != "reference"):
-        from nnpm.errors import SpecError
-
-        raise SpecError(f"--prefer {prefer!r} is not one of {', '.join(PREFER)}" if prefer not in PREFER
-                        else "--variant pins one variant; give it without --prefer")
+    variant_policy(prefer, DEFAULT_MAX_DRIFT if max_drift is None else max_drift, variant)   # refuses what install refuses
     app, settings = current_project(registry, create=True)
     deps = []
     for text in specs:

@@ -6,7 +6,6 @@ Packuments are parsed once into `nnpm.format.packument.Packument`, cached with t
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -21,13 +20,13 @@ from nnpm._version import __version__
 from nnpm.client.httperrors import error_for_request_error, error_for_response, safe_url
 from nnpm.client.packument_cache import PackumentCache
 from nnpm.client.tls import LazyCAContext
-from nnpm.config import normalise_url
+from nnpm.config import Settings, normalise_url
 from nnpm.errors import ConfigError, IntegrityError, ManifestError, NnpmError, RegistryError
 from nnpm.format.fields import canonical_name, is_digest, parse_version
 from nnpm.format.limits import MAX_ERROR_BODY_BYTES, MAX_FILES, MAX_PACKUMENT_BYTES
 from nnpm.format.manifest import Manifest
 from nnpm.format.packument import Packument, Release
-from nnpm.hashing import CHUNK
+from nnpm.hashing import verified_chunks
 
 MAX_JSON = MAX_PACKUMENT_BYTES   # a packument or answer larger than this is refused
 MAX_ERROR_BODY = MAX_ERROR_BODY_BYTES
@@ -52,28 +51,6 @@ def _name(name: str) -> str:
 
 def _version(version: object) -> str:
     return _seg(str(parse_version(str(version), key="version")))
-
-
-def _verified_chunks(f: IO[bytes], size: int, digest: str, on_progress: Callable[[int], None] | None
-                     ) -> Iterator[bytes]:
-    """The file's bytes in chunks; the last chunk is held back until size and sha256 are checked."""
-    h, sent = hashlib.sha256(), 0
-    chunk = f.read(CHUNK)
-    while True:
-        nxt = f.read(CHUNK) if chunk else b""
-        h.update(chunk)
-        sent += len(chunk)
-        if sent > size or (not nxt and (sent != size or h.hexdigest() != digest)):
-            raise IntegrityError(f"blob sha256:{digest[:12]}… changed or does not match its manifest entry "
-                                 "(size or sha256 differs)", hint="re-run 'nnpm pack' and publish again")
-        if not chunk:
-            return
-        yield chunk
-        if on_progress:
-            on_progress(len(chunk))
-        if not nxt:
-            return
-        chunk = nxt
 
 
 class _Secret:
@@ -105,6 +82,11 @@ class RegistryClient:
             headers["Authorization"] = f"Bearer {token}"
         self._http = httpx.Client(base_url=self.url + "/api/v1", headers=headers, transport=transport,
                                   timeout=timeout, follow_redirects=True, verify=LazyCAContext())
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> "RegistryClient":
+        """The configured registry, with its token and the packument cache (ConfigError when none is set)."""
+        return cls(settings.require_registry(), token=settings.token, cache_dir=settings.cache_dir)
 
     def __repr__(self) -> str:
         return f"RegistryClient({safe_url(self.url)!r}, token={'set' if self._token else 'none'})"
@@ -353,9 +335,9 @@ class RegistryClient:
         if isinstance(path_or_fileobj, (str, os.PathLike)):
             with open(path_or_fileobj, "rb") as f:
                 return self._send("PUT", path, headers=headers, ok=(200, 201),
-                                  content=_verified_chunks(f, size, hex_, on_progress)).status_code
+                                  content=verified_chunks(f, size, hex_, on_progress)).status_code
         return self._send("PUT", path, headers=headers, ok=(200, 201),
-                          content=_verified_chunks(path_or_fileobj, size, hex_, on_progress)).status_code
+                          content=verified_chunks(path_or_fileobj, size, hex_, on_progress)).status_code
 
     def put_manifest(self, manifest: Manifest) -> int:
         """Commit a version whose blobs are all uploaded: 201 created, 200 identical retry."""

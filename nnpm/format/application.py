@@ -29,12 +29,11 @@ from packaging.specifiers import SpecifierSet
 from nnpm.errors import ManifestError
 from nnpm.format.fields import canonical_name, parse_specifier, table, text
 from nnpm.format.project import TOML_NAME
-from nnpm.format.variants import VARIANT_NAME
+from nnpm.format.variants import PREFER, VARIANT_NAME
 
 PYPROJECT = "pyproject.toml"
 PROJECT_LOCK = "nnpm.lock"        # beside the project file, committed
 ENV_FOLDER = ".nnpm"              # the project's environment, git-ignored
-PREFER = ("reference", "speed", "size")
 _TOP = {"project", "dependencies"}
 _DEP_KEYS = {"version", "variant", "prefer", "max-drift"}
 

@@ -16,6 +16,7 @@ from nnpm.errors import ManifestError
 from nnpm.format.fields import check_printable, check_relpath, table, text, text_list
 
 REFERENCE = "reference"
+PREFER = ("reference", "speed", "size")   # how an installer or a project may choose among variants
 PRECISIONS = ("float64", "float32", "float16", "bfloat16", "int16", "int8", "uint8", "int4", "uint4", "mixed")
 DEFAULT_RTOL, DEFAULT_ATOL = 1e-4, 1e-5
 MAX_TRANSFORM_JSON = 4096

@@ -26,7 +26,7 @@ from nnpm.install.env import Environment, open_env
 from nnpm.install.fetch import FetchStats, Wanted, fetch_all
 from nnpm.install.lockfile import Lock, LockedPackage, check_lock_entry
 from nnpm.install.store import Store
-from nnpm.install.variants import Choice, Policy, choose
+from nnpm.install.variants import Choice, Policy, keep_or_choose
 
 if TYPE_CHECKING:
     from nnpm.client.api import RegistryClient
@@ -103,8 +103,7 @@ class Installer:
         if self._client is None:
             from nnpm.client.api import RegistryClient
 
-            self._client = RegistryClient(self.settings.require_registry(), token=self.settings.token,
-                                          cache_dir=self.settings.cache_dir)
+            self._client = RegistryClient.for_settings(self.settings)
         return self._client
 
     def _source(self) -> str:
@@ -209,12 +208,10 @@ class Installer:
                                    f"the variant of the OCI artifact ({variant})")
                 continue
             before = current.packages.get(name)
-            if not policy.explicit and before is not None and before.variant in manifest.variant_names():
-                out[name] = Choice(before.variant, before.variant_reason)
-                continue
             release = chosen[name].release if name in chosen else None
-            out[name] = choose(manifest, release.measured if release else None, policy,
-                               pinned_here=name in requested)
+            out[name] = keep_or_choose(manifest, release.measured if release else None, policy,
+                                       Choice(before.variant, before.variant_reason) if before else None,
+                                       pinned_here=name in requested)
         return out
 
     def _stored_manifest(self, locked: LockedPackage) -> Manifest:

@@ -13,12 +13,11 @@ from typing import TYPE_CHECKING
 
 from nnpm.errors import RequirementError
 from nnpm.format.measured import variant_rows
+from nnpm.format.variants import REFERENCE
 
 if TYPE_CHECKING:
     from nnpm.format.manifest import Manifest
 
-REFERENCE = "reference"
-PREFER = ("reference", "speed", "size")
 DEFAULT_MAX_DRIFT = 0.01
 
 
@@ -65,6 +64,14 @@ def choose(manifest: "Manifest", measured: dict | None, policy: Policy, provider
     if policy.pin and pinned_here:
         return _pinned(manifest, policy.pin, usable, names)
     return _preferred(manifest, measured, policy, usable)
+
+
+def keep_or_choose(manifest: "Manifest", measured: dict | None, policy: Policy, previous: Choice | None, *,
+                   pinned_here: bool = True) -> Choice:
+    """The variant chosen before, while the package still has it and the policy asks for nothing else; else `choose`."""
+    if not policy.explicit and previous is not None and previous.variant in manifest.variant_names():
+        return previous
+    return choose(manifest, measured, policy, pinned_here=pinned_here)
 
 
 def _pinned(manifest: "Manifest", pin: str, usable: list[str], names: list[str]) -> Choice:

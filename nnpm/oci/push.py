@@ -78,7 +78,7 @@ def _from_registry(spec, settings: "Settings") -> "tuple[Manifest, dict[str, Pat
     from nnpm.install.store import Store
 
     store = Store(settings.store_dir)
-    with RegistryClient(settings.require_registry(), token=settings.token, cache_dir=settings.cache_dir) as client:
+    with RegistryClient.for_settings(settings) as client:
         packument = client.packument(spec.name)
         allowed = [r for r in (packument.releases if packument else ()) if spec.allows(r.version) and not r.yanked]
         if not allowed:

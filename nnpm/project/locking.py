@@ -15,7 +15,7 @@ from packaging.version import Version
 
 from nnpm.format.application import Application, Dependency
 from nnpm.install.lockfile import LockedPackage
-from nnpm.install.variants import DEFAULT_MAX_DRIFT, Choice, Policy, choose
+from nnpm.install.variants import DEFAULT_MAX_DRIFT, Choice, Policy, keep_or_choose
 from nnpm.project.lockfile import LockChanges, ProjectLock, requirement_keys
 
 if TYPE_CHECKING:
@@ -58,11 +58,9 @@ def lock_project(app: Application, client: "RegistryClient", store: "Store", pre
 def _variant(name: str, manifest: "Manifest", measured: dict | None, app: Application,
              before: LockedPackage | None) -> Choice:
     dep = app.dependencies.get(name)
-    if dep is not None and (dep.variant or dep.prefer != "reference"):
-        return choose(manifest, measured, policy_of(dep))
-    if before is not None and before.version == str(manifest.version) and before.variant in manifest.variant_names():
-        return Choice(before.variant, before.variant_reason)
-    return choose(manifest, measured, Policy())
+    same = before is not None and before.version == str(manifest.version)   # a new version is chosen afresh
+    return keep_or_choose(manifest, measured, policy_of(dep) if dep else Policy(),
+                          Choice(before.variant, before.variant_reason) if same else None)
 
 
 def _changes(old: ProjectLock, new: ProjectLock) -> LockChanges:

@@ -18,7 +18,6 @@ from nnpm.fsutil import atomic_write
 from nnpm.project.lockfile import LockChanges, ProjectLock, is_current
 
 if TYPE_CHECKING:
-    from nnpm.client.api import RegistryClient
     from nnpm.config import Settings
     from nnpm.install.transaction import InstallResult
 
@@ -30,7 +29,6 @@ class ProjectResult:
     changes: LockChanges = field(default_factory=LockChanges)
     lock_written: bool = False
     synced: "InstallResult | None" = None
-    registry: str | None = None
 
 
 def registry_for(settings: "Settings", lock: ProjectLock | None) -> "Settings":
@@ -43,12 +41,6 @@ def registry_for(settings: "Settings", lock: ProjectLock | None) -> "Settings":
     return replace(settings, registry=found.registry, token=found.token)
 
 
-def _client(settings: "Settings") -> "RegistryClient":
-    from nnpm.client.api import RegistryClient
-
-    return RegistryClient(settings.require_registry(), token=settings.token, cache_dir=settings.cache_dir)
-
-
 def read_lock(app: Application) -> ProjectLock | None:
     """The project's lock, or None when it has none yet."""
     return ProjectLock.read(app.lock_path) if app.lock_path.exists() else None
@@ -56,10 +48,11 @@ def read_lock(app: Application) -> ProjectLock | None:
 
 def relock(app: Application, settings: "Settings", previous: ProjectLock | None, **options) -> tuple[ProjectLock, LockChanges]:
     """Resolve the project again (keeping what `previous` holds where it still fits)."""
+    from nnpm.client.api import RegistryClient
     from nnpm.install.store import Store
 
     settings = registry_for(settings, previous)
-    with _client(settings) as client:
+    with RegistryClient.for_settings(settings) as client:
         from nnpm.project.locking import lock_project  # resolving: only when the lock must change
 
         return lock_project(app, client, Store(settings.store_dir), previous, **options)
@@ -101,16 +94,16 @@ def sync(app: Application, settings: "Settings", *, frozen: bool = False, force:
 def _sync(app: Application, settings: "Settings", *, frozen: bool, force: bool, progress: bool | None) -> ProjectResult:
     lock = read_lock(app)
     out = ProjectResult()
-    if lock is None or not is_current(app, lock):
+    stale = lock is None or not is_current(app, lock)
+    if stale:
         if frozen:
             why = "there is no nnpm.lock" if lock is None else f"nnpm.lock is out of date with {app.file.name}"
             raise EnvError(f"{why} (--frozen syncs from the lock as it is)", hint="run 'nnpm lock' and commit nnpm.lock")
         lock, out.changes = relock(app, settings, lock)
-        out.synced = sync_env(app, settings, lock, force=force, progress=progress)
+    out.synced = sync_env(app, settings, lock, force=force, progress=progress)
+    if stale:   # written once the environment holds it
         lock.write(app.lock_path)
         out.lock_written = True
-    else:
-        out.synced = sync_env(app, settings, lock, force=force, progress=progress)
     return out
 
 
