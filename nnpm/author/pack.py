@@ -89,10 +89,10 @@ def _split(folder: Path, project: Project, out: Path, allow_hardlinks: bool) -> 
         for rel in files.values():
             # The author's graph is read and checked as it is first (safety, checker, domains): the
             # split rewrites only what passed, and the result is read and checked again.
-            onnxinfo.read_model(folder, rel, allow_hardlinks=allow_hardlinks)
-            graph = split_graph(folder, rel, out, allow_hardlinks=allow_hardlinks)
+            info = onnxinfo.read_model(folder, rel, allow_hardlinks=allow_hardlinks, keep_proto=True)
+            graph = split_graph(folder, rel, out, allow_hardlinks=allow_hardlinks, model=info.proto)
             made.update(graph.weights)
-            made[rel] = (graph.path, *file_digest(graph.path))
+            made[rel] = (graph.path, graph.digest, graph.size)
     return made
 
 

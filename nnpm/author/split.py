@@ -40,14 +40,19 @@ class SplitGraph:
     rel: str
     path: Path
     weights: dict[str, tuple[Path, str, int]] = field(default_factory=dict)
+    digest: str = ""              # of the graph file written, and its size
+    size: int = 0
 
 
-def split_graph(root: Path, rel: str, out: Path, *, threshold: int = THRESHOLD,
-                allow_hardlinks: bool = False) -> SplitGraph:
-    """Write `rel` of package folder `root` to `out/rel` in the split layout."""
+def split_graph(root: Path, rel: str, out: Path, *, threshold: int = THRESHOLD, allow_hardlinks: bool = False,
+                model: Any = None) -> SplitGraph:
+    """Write `rel` of package folder `root` to `out/rel` in the split layout.
+
+    `model` is the graph as already read (external data not loaded); it is rewritten in place."""
     import onnx
 
-    model = onnx.load(str(root / rel), load_external_data=False)
+    if model is None:
+        model = onnx.load(str(root / rel), load_external_data=False)
     model_dir = posixpath.dirname(rel)
     result = SplitGraph(rel, out / rel)
     placer = _Placer(out, model_dir, result)
@@ -60,6 +65,7 @@ def split_graph(root: Path, rel: str, out: Path, *, threshold: int = THRESHOLD,
     data = model.SerializeToString(deterministic=True)
     result.path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(result.path, data)
+    result.digest, result.size = hashlib.sha256(data).hexdigest(), len(data)
     return result
 
 
