@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -233,13 +232,7 @@ class Registry:
                            + self.log_path.read_text(errors="replace")[-3000:])
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc, grace=15)
 
     def add_user(self, name: str, home: Path) -> str:
         """A new API token, from `nnpm registry user add NAME --data DIR` (its last line)."""
@@ -260,3 +253,15 @@ class Registry:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def stop_process(proc: "subprocess.Popen | None", grace: float = 10) -> None:
+    """SIGTERM a server the bench started, SIGKILL it if it is still there after `grace` seconds."""
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import PY, Row, child_env, free_port, interleaved, log, median, nnpm_cmd, repeat, timed
+from bench.common import PY, Row, child_env, free_port, interleaved, log, median, nnpm_cmd, repeat, stop_process, timed
 from bench.wheels import write_wheel
 from bench.world import World
 
@@ -162,9 +162,7 @@ class StaticServer:
                 time.sleep(0.05)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
+        stop_process(self.proc)
 
 
 def pip_peer(world: World, index_url: str) -> Callable[[int], float]:

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import PY, Row, child_env, free_port, interleaved, log, median, nnpm_cmd, run, timed
+from bench.common import PY, Row, child_env, free_port, interleaved, log, median, nnpm_cmd, run, stop_process, timed
 
 BINARY = "/usr/bin/docker-registry"
 REPO = "bench/resnet18"
@@ -118,13 +118,7 @@ class DockerRegistry:
                            + self.log_path.read_text(errors="replace")[-3000:])
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc)
 
     def layers(self, repo: str, tag: str) -> list[dict]:
         """The image manifest's layers (digest, size, annotations) of repo:tag."""
