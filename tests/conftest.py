@@ -40,7 +40,7 @@ from pathlib import Path
 import pytest
 from cli import ROOT, child_env
 
-pytest_plugins = ["pgserver", "s3server", "registry_proc", "inprocess", "packages", "ociregistry"]
+pytest_plugins = ["pgserver", "s3server", "registry_proc", "inprocess", "packages", "ociregistry", "browser"]
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -8,7 +8,6 @@ Packages here are pipelines over one step (no graph to check, so publishing 55 i
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -73,30 +72,20 @@ def test_the_home_page_pages_and_sorts_with_links(api, small_package) -> None:
 
 
 @pytest.mark.registry_backends("sqlite-dir")  # the browser, not the backend, is the subject
-def test_the_paged_home_page_reads_at_390_px(registry, small_package, tmp_path: Path) -> None:
-    chromium = Path("/usr/bin/chromium")
-    if not chromium.exists():
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("chromium is missing on CI; install the chromium package")
-        pytest.skip("chromium is not installed")
-    from playwright.sync_api import expect, sync_playwright
+def test_the_paged_home_page_reads_at_390_px(registry, small_package, browser_context, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
 
     publish_many(registry, small_package, 54)
     assert httpx.get(registry.url + "/").status_code == 200
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(chromium), headless=True,
-                                    args=["--no-sandbox", "--disable-gpu"])
-        try:
-            page = browser.new_page(viewport={"width": 390, "height": 844})
-            page.goto(registry.url + "/?sort=recent")
-            expect(page.locator(".package-item")).to_have_count(50)
-            expect(page.locator(".pager")).to_be_visible()
-            expect(page.locator(".sort-bar")).to_be_visible()
-            assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
-            page.locator(".pager a", has_text="Next").click()
-            expect(page).to_have_url(registry.url + "/?sort=recent&page=2")
-            expect(page.locator(".package-item")).to_have_count(5)
-            assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
-            page.screenshot(path=str(tmp_path / "home-phone.png"), full_page=True)
-        finally:
-            browser.close()
+    page = browser_context.new_page()
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(registry.url + "/?sort=recent")
+    expect(page.locator(".package-item")).to_have_count(50)
+    expect(page.locator(".pager")).to_be_visible()
+    expect(page.locator(".sort-bar")).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    page.locator(".pager a", has_text="Next").click()
+    expect(page).to_have_url(registry.url + "/?sort=recent&page=2")
+    expect(page.locator(".package-item")).to_have_count(5)
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    page.screenshot(path=str(tmp_path / "home-phone.png"), full_page=True)

@@ -317,35 +317,25 @@ def test_the_card_shows_a_variants_table_and_the_machine(api, tmp_path: Path) ->
 
 
 @pytest.mark.registry_backends("sqlite-dir")  # the browser, not the backend, is the subject
-def test_the_variants_table_in_a_browser(registry, tmp_path: Path) -> None:
-    chromium = Path("/usr/bin/chromium")
-    if not chromium.exists():
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("chromium is missing on CI; install the chromium package")
-        pytest.skip("chromium is not installed")
-    from playwright.sync_api import expect, sync_playwright
+def test_the_variants_table_in_a_browser(registry, browser_context, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
 
     token = registry.add_user("alice")
     assert registry.publish(variant_package(tmp_path / "p", "browser-pkg"), token).status_code == 201
     assert httpx.get(registry.url + "/packages/browser-pkg").status_code == 200
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(chromium), headless=True,
-                                    args=["--no-sandbox", "--disable-gpu"])
-        try:
-            page = browser.new_page(viewport={"width": 390, "height": 844})
-            errors: list[str] = []
-            page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-            page.goto(registry.url + "/packages/browser-pkg")
-            expect(page.locator("#variants")).to_be_visible()
-            expect(page.locator("#variants .variant-row")).to_have_count(2)
-            expect(page.locator('#variants tr[data-variant="int8"] td').first).to_have_text("int8")
-            expect(page.locator('#variants tr[data-variant="reference"] .variant-latency')).to_contain_text("ms")
-            expect(page.locator("#variants .machine")).to_contain_text("onnxruntime")
-            assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
-            assert [e for e in errors if "Content Security Policy" in e or "Refused" in e] == [], errors
-            page.screenshot(path=str(tmp_path / "variants-phone.png"), full_page=True)
-        finally:
-            browser.close()
+    page = browser_context.new_page()
+    page.set_viewport_size({"width": 390, "height": 844})
+    errors: list[str] = []
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.goto(registry.url + "/packages/browser-pkg")
+    expect(page.locator("#variants")).to_be_visible()
+    expect(page.locator("#variants .variant-row")).to_have_count(2)
+    expect(page.locator('#variants tr[data-variant="int8"] td').first).to_have_text("int8")
+    expect(page.locator('#variants tr[data-variant="reference"] .variant-latency')).to_contain_text("ms")
+    expect(page.locator("#variants .machine")).to_contain_text("onnxruntime")
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    assert [e for e in errors if "Content Security Policy" in e or "Refused" in e] == [], errors
+    page.screenshot(path=str(tmp_path / "variants-phone.png"), full_page=True)
 
 
 # -- revision 0004 ---------------------------------------------------------------------------------

@@ -9,10 +9,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--disable-gpu"]
-
 
 @pytest.fixture(scope="module")
 def published(shared_registry, examples_dir: Path):
@@ -24,25 +20,6 @@ def published(shared_registry, examples_dir: Path):
     with shared_registry.client(token) as c:
         assert c.post("/api/v1/packages/topk/1.0.0/yank", json={"reason": "wrong <b>k</b>"}).status_code == 200
     return shared_registry
-
-
-@pytest.fixture
-def browser_context(tmp_path: Path):
-    """A fresh headless Chromium profile; skipped without Chromium, except on CI where it must exist."""
-    if not CHROMIUM.exists():
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{CHROMIUM} is missing on CI; install the chromium package")
-        pytest.skip(f"{CHROMIUM} is not installed")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS,
-            viewport={"width": 1280, "height": 900})
-        try:
-            yield context
-        finally:
-            context.close()
 
 
 def test_model_card_shows_name_versions_and_signature(published, browser_context, tmp_path: Path) -> None:
