@@ -69,7 +69,7 @@ def parse_tag(tag: str) -> tuple[Version, str] | None:
         version = Version(text.replace("_", "+"))
     except InvalidVersion:
         return None
-    if tag_for(version, variant or "reference") != tag:
+    if version.epoch or tag_for(version, variant or "reference") != tag:   # no tag nnpm writes holds an epoch
         return None
     return version, variant or "reference"
 
