@@ -7,6 +7,8 @@
     ├── PackageSafetyError            422  unsafe_package
     ├── PipelineError                 422  invalid_pipeline
     ├── IntegrityError                400  integrity_error
+    │   ├── SignatureError            400  bad_signature          (fields: keyid)
+    │   └── IndexTrustError           502  untrusted_index        (fields: role)
     ├── ConfigError                   400  config_error
     ├── ResolutionError                    resolution_impossible  (fields: causes)
     ├── InputError (ValueError)            invalid_input
@@ -127,6 +129,33 @@ class IntegrityError(NnpmError):
     """Bytes do not match their recorded size or sha256."""
 
     code = "integrity_error"
+
+
+class SignatureError(IntegrityError):
+    """A publisher signature that does not verify, names a key not registered for the package,
+    or is missing where one is required (`--require-signatures`, a package with registered keys)."""
+
+    code = "bad_signature"
+    wire_fields = ("keyid",)
+    keyid: str | None = None
+
+    def __init__(self, message: str, *, keyid: str | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.keyid = keyid
+
+
+class IndexTrustError(IntegrityError):
+    """The registry's signed index (TUF metadata) was refused: tampered, rolled back, frozen
+    (expired), or missing on a registry whose root this machine has pinned."""
+
+    code = "untrusted_index"
+    http_status = 502
+    wire_fields = ("role",)
+    role: str | None = None
+
+    def __init__(self, message: str, *, role: str | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.role = role
 
 
 class ConfigError(NnpmError):

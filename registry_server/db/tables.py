@@ -97,7 +97,47 @@ class Release(Base):
     readme_html: Mapped[str | None] = mapped_column(Text, nullable=True)  # rendered at publish; NULL: not rendered
     signature_json: Mapped[str | None] = mapped_column(Text, nullable=True)  # a pipeline's, from its wiring at publish
     measured_json: Mapped[str | None] = mapped_column(Text, nullable=True)  # self-test and variants, measured at publish
+    publisher: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the user who published (NULL: before 0005)
+    signer_keyid: Mapped[str | None] = mapped_column(String(80), nullable=True)  # "sha256:<hex>"; NULL: unsigned
+    manifest_sig: Mapped[str | None] = mapped_column(Text, nullable=True)  # base64 Ed25519 signature of the manifest
     package: Mapped[Package] = relationship()
+
+
+class PackageKey(Base):
+    """A publisher key registered for a package: signed publishes must use one that is not removed.
+
+    Removed keys stay (with `removed_at`) so the versions they signed still verify."""
+
+    __tablename__ = "package_keys"
+    __table_args__ = (UniqueConstraint("package_id", "keyid", name="uq_package_key"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    package_id: Mapped[int] = mapped_column(ForeignKey("packages.id"), nullable=False, index=True)
+    keyid: Mapped[str] = mapped_column(String(80), nullable=False)      # "sha256:<hex of the raw public key>"
+    public: Mapped[str] = mapped_column(String(64), nullable=False)     # base64 of the 32 raw Ed25519 bytes
+    added_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+    removed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class TufMetadata(Base):
+    """One signed TUF metadata file: every root version is kept (clients walk the chain); other roles keep
+    recent versions so a client mid-update still finds the ones its snapshot names."""
+
+    __tablename__ = "tuf_metadata"
+    role: Mapped[str] = mapped_column(String(64), primary_key=True)    # root, timestamp, snapshot, targets, bins-NN
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    body: Mapped[str] = mapped_column(Text, nullable=False)            # the signed JSON, as served
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+
+
+class TufTarget(Base):
+    """The exact bytes of a signed target (a packument as signed), served by hash."""
+
+    __tablename__ = "tuf_targets"
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    path: Mapped[str] = mapped_column(String(200), nullable=False, index=True)   # packuments/<name>.json
+    body: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
 
 
 class Blob(Base):
