@@ -8,7 +8,7 @@
     ├── PipelineError                 422  invalid_pipeline
     ├── IntegrityError                400  integrity_error
     │   ├── SignatureError            400  bad_signature          (fields: keyid)
-    │   └── IndexTrustError           502  untrusted_index        (fields: role)
+    │   └── IndexTrustError           400  untrusted_index        (fields: role)
     ├── ConfigError                   400  config_error
     ├── ResolutionError                    resolution_impossible  (fields: causes)
     ├── InputError (ValueError)            invalid_input
@@ -149,7 +149,6 @@ class IndexTrustError(IntegrityError):
     (expired), or missing on a registry whose root this machine has pinned."""
 
     code = "untrusted_index"
-    http_status = 502
     wire_fields = ("role",)
     role: str | None = None
 

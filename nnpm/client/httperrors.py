@@ -28,10 +28,10 @@ from nnpm.errors import (
 # Codes a server may send back, mapped to the same class (docs/protocol.md, "Conventions").
 SERVER_CODES = frozenset({"invalid_manifest", "invalid_spec", "invalid_model", "unsafe_package", "invalid_pipeline",
                           "integrity_error", "config_error", "unauthorized", "forbidden", "not_found", "conflict",
-                          "too_large", "busy", "registry_error"})
+                          "too_large", "busy", "registry_error", "bad_signature"})
 # Codes that describe this machine (envs, inputs, resolution); a server sending one is mapped by status.
 LOCAL_CODES = frozenset({"nnpm_error", "resolution_impossible", "invalid_input", "no_labels",
-                         "unmet_requirement", "not_installed", "environment_error"})
+                         "unmet_requirement", "not_installed", "environment_error", "untrusted_index"})
 STATUS_CLASSES: dict[int, type[RegistryError]] = {401: UnauthenticatedError, 403: ForbiddenError, 404: NotFoundError,
                                                   409: ConflictError, 413: TooLargeError, 429: BusyError}
 
