@@ -1,7 +1,8 @@
 """Where nnpm keeps things and which registry it talks to; resolved once, passed in.
 
 NNPM_HOME (default: the platform's user data dir) holds:
-    config.toml      registry URL and tokens per registry (mode 0600)
+    config.toml      registry URL and tokens per registry, sign, require-signatures (mode 0600)
+    keys/            publisher signing keys (see nnpm.author.keys)
     store/v1/...     content-addressed blobs (see nnpm.install.store)
     envs/<name>/     environments (see nnpm.install.env)
     cache/           packuments with their ETags
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +43,8 @@ class Settings:
     token: str | None
     env_explicit: bool = False     # named by an argument (--env, env=): wins over a project
     index: str | None = None       # oci://HOST/NAMESPACE/: dependencies resolve from OCI instead of the registry
+    sign: bool = False             # `nnpm publish` signs with the default key (docs/trust.md)
+    require_signatures: bool = False   # installs refuse packages without a verified publisher signature
 
     @property
     def store_dir(self) -> Path:
@@ -93,19 +97,56 @@ def load_settings(*, env: str | None = None, registry: str | None = None, token:
     env_name = env or os.environ.get("NNPM_ENV") or DEFAULT_ENV
     index = os.environ.get("NNPM_INDEX") or config.get("index") or None
     return Settings(home=home, env=env_name, registry=url, token=tok, env_explicit=env is not None,
-                    index=index if isinstance(index, str) else None)
+                    index=index if isinstance(index, str) else None, sign=_flag("NNPM_SIGN", config.get("sign")),
+                    require_signatures=_flag("NNPM_REQUIRE_SIGNATURES", config.get("require-signatures")))
+
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
+
+
+def parse_bool(text: str, what: str) -> bool:
+    """'true'/'false' (1/0, yes/no, on/off) as a bool; ConfigError naming `what` otherwise."""
+    if text.strip().lower() in _TRUE + _FALSE:
+        return text.strip().lower() in _TRUE
+    raise ConfigError(f"{what} must be true or false, not {text[:40]!r}")
+
+
+def _flag(variable: str, configured: object) -> bool:
+    """A boolean setting: its NNPM_* variable when set, else config.toml's value."""
+    if os.environ.get(variable) is not None:
+        return parse_bool(os.environ[variable], variable)
+    return configured is True
 
 
 CONFIG_KEYS = {"registry": "the default registry URL (no token needed to read from it)",
-               "index": "oci://HOST/NAMESPACE/: resolve dependencies from an OCI registry's repositories"}
+               "index": "oci://HOST/NAMESPACE/: resolve dependencies from an OCI registry's repositories",
+               "sign": "true: 'nnpm publish' signs with the default key (as --sign does)",
+               "require-signatures": "true: installs refuse packages without a verified publisher signature"}
+BOOL_KEYS = ("sign", "require-signatures")
 
 
-def write_config(home: Path, registry: str | None, tokens: dict[str, str], index: str | None = None) -> Path:
-    """Write config.toml (the default registry, the OCI index, a token per registry), readable by the owner only."""
-    lines = [f"registry = {json.dumps(registry)}"] if registry else []
-    lines += [f"index = {json.dumps(index)}"] if index else []
-    if tokens:
-        lines += ["", "[tokens]"] + [f"{json.dumps(url)} = {json.dumps(tok)}" for url, tok in sorted(tokens.items())]
+def _key(key: str) -> str:
+    """A TOML key: bare when it may be, else quoted (a registry URL)."""
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
+
+
+def _toml_lines(table: dict, prefix: str = "") -> list[str]:
+    """A table's scalars as `key = value` lines, then each sub-table under its own header (JSON strings are
+    TOML basic strings, JSON's true/false and integers TOML's)."""
+    lines = [f"{_key(k)} = {json.dumps(v)}" for k, v in table.items() if not isinstance(v, dict) and v is not None]
+    for key, sub in ((k, v) for k, v in table.items() if isinstance(v, dict)):
+        if sub:
+            name = f"{prefix}.{_key(key)}" if prefix else _key(key)
+            lines += ["", f"[{name}]"] + _toml_lines(sub, name)
+    return lines
+
+
+def write_config(home: Path, registry: str | None, tokens: dict[str, str], index: str | None = None,
+                 **others: object) -> Path:
+    """Write config.toml (the default registry, the OCI index, a token per registry, and every other setting given
+    in `others`, TOML names), readable by the owner only."""
+    body = {"registry": registry or None, "index": index or None, **others, "tokens": dict(sorted(tokens.items()))}
+    lines = _toml_lines(body)
     home.mkdir(parents=True, exist_ok=True)
     path = home / CONFIG_NAME
     atomic_write(path, ("\n".join(lines) + "\n").encode(), mode=0o600)
@@ -118,7 +159,12 @@ def save_login(home: Path, registry: str, token: str) -> Path:
     config = read_config(home)
     tokens = dict(config.get("tokens", {}))
     tokens[registry] = token
-    return write_config(home, registry, tokens, config.get("index"))
+    return write_config(home, registry, tokens, config.get("index"), **_others(config))
+
+
+def _others(config: dict) -> dict:
+    """The settings of config.toml besides registry, index and tokens: kept as they are when one changes."""
+    return {k: v for k, v in config.items() if k not in ("registry", "index", "tokens")}
 
 
 def forget_login(home: Path, registry: str) -> bool:
@@ -128,7 +174,7 @@ def forget_login(home: Path, registry: str) -> bool:
     tokens = dict(config.get("tokens", {}))
     if tokens.pop(registry, None) is None:
         return False
-    write_config(home, config.get("registry"), tokens, config.get("index"))
+    write_config(home, config.get("registry"), tokens, config.get("index"), **_others(config))
     return True
 
 
@@ -138,10 +184,16 @@ def set_config(home: Path, key: str, value: str | None) -> Path:
         raise ConfigError(f"unknown setting {key!r}", hint="settings: " + ", ".join(CONFIG_KEYS))
     config = read_config(home)
     tokens = dict(config.get("tokens", {}))
+    others = _others(config)
+    if key in BOOL_KEYS:
+        others.pop(key, None)
+        if value is not None:
+            others[key] = parse_bool(value, key)
+        return write_config(home, config.get("registry"), tokens, config.get("index"), **others)
     if key == "index":
         if value:
             from nnpm.oci.reference import parse_ref
 
             parse_ref(value if value.endswith("/") else value + "/", namespace=True)   # refuses what is not one
-        return write_config(home, config.get("registry"), tokens, value or None)
-    return write_config(home, normalise_url(value) if value else None, tokens, config.get("index"))
+        return write_config(home, config.get("registry"), tokens, value or None, **others)
+    return write_config(home, normalise_url(value) if value else None, tokens, config.get("index"), **others)

@@ -52,8 +52,9 @@ def test_publish_every_example_then_read_and_download_it_back(api, examples_dir:
             assert Manifest.from_dict(v["manifest"]) == b.manifest
             one = c.get(f"/api/v1/packages/{name}/1.0.0").json()
             pipeline = b.manifest.project.pipeline is not None   # a pipeline carries its interface, a model what
-            assert set(one) == {"name", "version", "yanked", "yanked_reason", "published_at", "manifest"} | (
-                {"signature"} if pipeline else {"measured"})         # the registry measured at publish
+            assert set(one) == {"name", "version", "yanked", "yanked_reason", "published_at", "manifest",
+                                "publisher"} | ({"signature"} if pipeline else {"measured"})   # measured at publish
+            assert one["publisher"] == v["publisher"] == "alice" and "signed" not in one   # unsigned
             assert ("measured" in v) is not pipeline
             assert one["manifest"] == v["manifest"]
             assert ("signature" in v and v["signature"]["inputs"]) if pipeline else "signature" not in v

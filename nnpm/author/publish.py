@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from nnpm.client.api import RegistryClient
 from nnpm.errors import BusyError, IntegrityError, ManifestError, NotFoundError, RegistryError
@@ -51,23 +52,26 @@ class PublishResult:
         return str(self.manifest.version)
 
 
-def publish(path: Path | str, client: RegistryClient, *, progress: bool = True, split: bool = True) -> PublishResult:
+def publish(path: Path | str, client: RegistryClient, *, progress: bool = True, split: bool = True,
+            signer: Any = None) -> PublishResult:
     """Publish a package folder (holding nnpm.toml) or a .nnpm archive to the client's registry.
 
-    A folder is packed in the tensor-addressed layout first (`split=False` keeps the author's)."""
+    A folder is packed in the tensor-addressed layout first (`split=False` keeps the author's).
+    `signer`: an Ed25519 private key (nnpm/author/keys.py) that signs the manifest (docs/trust.md)."""
     path = Path(path)
     if path.is_dir():
         from nnpm.author.pack import staged
 
         with staged(path, split=split) as built:
-            return upload(built.manifest, built.paths, client, progress=progress)
+            return upload(built.manifest, built.paths, client, progress=progress, signer=signer)
     if path.is_file() and path.suffix == ".nnpm":
         from nnpm.format.archive import extract
 
         with tempfile.TemporaryDirectory(prefix="nnpm-publish-") as tmp:
             root = Path(tmp) / "package"
             manifest = extract(path, root)
-            return upload(manifest, {f.path: root / f.path for f in manifest.files}, client, progress=progress)
+            return upload(manifest, {f.path: root / f.path for f in manifest.files}, client, progress=progress,
+                          signer=signer)
     if path.is_file():
         raise ManifestError(f"{path} is not a .nnpm archive",
                             hint=f"publish a package folder (with {TOML_NAME}) or an archive made by 'nnpm pack'")
@@ -75,7 +79,7 @@ def publish(path: Path | str, client: RegistryClient, *, progress: bool = True, 
 
 
 def upload(manifest: Manifest, paths: dict[str, Path], client: RegistryClient, *,
-           progress: bool = True, sleep: Callable[[float], None] = time.sleep) -> PublishResult:
+           progress: bool = True, sleep: Callable[[float], None] = time.sleep, signer: Any = None) -> PublishResult:
     """Upload the blobs of a verified manifest that the registry lacks, then PUT the manifest.
 
     A busy registry (429) is asked again after its Retry-After; an upload it timed out (408)
@@ -87,6 +91,7 @@ def upload(manifest: Manifest, paths: dict[str, Path], client: RegistryClient, *
     uploaded: list[FileEntry] = []
     skipped: list[FileEntry] = []
     sent = 0
+    signed = _sign(manifest, signer)   # before any upload: a key that cannot sign fails first
     for attempt in range(ROUNDS):
         missing, present = _missing(blobs, client)
         if attempt == 0:
@@ -94,7 +99,7 @@ def upload(manifest: Manifest, paths: dict[str, Path], client: RegistryClient, *
         sent += _send(missing, paths, client, progress)
         uploaded += missing
         try:
-            status = _put_manifest(client, manifest, sleep)
+            status = _put_manifest(client, manifest, sleep, signed)
         except NotFoundError:
             if attempt == ROUNDS - 1:
                 raise
@@ -143,11 +148,22 @@ def _send(missing: list[FileEntry], paths: dict[str, Path], client: RegistryClie
     return total
 
 
-def _put_manifest(client: RegistryClient, manifest: Manifest, sleep: Callable[[float], None]) -> int:
-    """PUT the manifest, waiting as a busy registry asks (bounded)."""
+def _sign(manifest: Manifest, signer: Any) -> tuple:
+    """(signature, public key) of the canonical manifest bytes, or () unsigned."""
+    if signer is None:
+        return ()
+    from nnpm.author.keys import public_of
+    from nnpm.format.signing import sign_manifest
+
+    return sign_manifest(signer, manifest.to_json()), public_of(signer)
+
+
+def _put_manifest(client: RegistryClient, manifest: Manifest, sleep: Callable[[float], None],
+                  signed: tuple = ()) -> int:
+    """PUT the manifest (with its signature when signed), waiting as a busy registry asks (bounded)."""
     for attempt in range(BUSY_ATTEMPTS):
         try:
-            return client.put_manifest(manifest)
+            return client.put_manifest(manifest, *signed)
         except BusyError as exc:
             if attempt == BUSY_ATTEMPTS - 1:
                 raise

@@ -15,6 +15,8 @@ ENV = typer.Option(None, "--env", "-e", help="Environment (default: NNPM_ENV or 
 REGISTRY = typer.Option(None, "--registry", help="Registry URL (default: NNPM_REGISTRY or the one you logged in to).")
 TOKEN = typer.Option(None, "--token", help="API token (default: NNPM_TOKEN or the one saved by 'nnpm login'); "
                      "visible to other users of this machine, so prefer NNPM_TOKEN.")
+REQUIRE_SIGNATURES = typer.Option(False, "--require-signatures", help="Refuse packages without a verified publisher "
+                                  "signature (default: the 'require-signatures' setting, NNPM_REQUIRE_SIGNATURES).")
 TOKEN_WARNING = ("warning: a token on the command line can be read by other users of this machine (ps, shell "
                  "history); prefer NNPM_TOKEN, 'nnpm login' (which asks for it) or --token-stdin")
 

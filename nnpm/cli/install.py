@@ -6,19 +6,24 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from nnpm.cli.common import ENV, REGISTRY, variant_policy
+from nnpm.cli.common import ENV, REGISTRY, REQUIRE_SIGNATURES, variant_policy
 
 if TYPE_CHECKING:
     from nnpm.install.transaction import Installer
 
 
-def installer(env: str | None, registry: str | None, progress: bool | None = None) -> "Installer":
+def installer(env: str | None, registry: str | None, progress: bool | None = None,
+              require_signatures: bool = False) -> "Installer":
     """An Installer on the resolved settings and environment; dependencies from the OCI index when one is set."""
+    from dataclasses import replace
+
     from nnpm.config import load_settings
     from nnpm.install.env import open_env
     from nnpm.install.transaction import Installer
 
     settings = load_settings(env=env, registry=registry)
+    if require_signatures:
+        settings = replace(settings, require_signatures=True)
     client = None
     if settings.index and not registry:
         from nnpm.oci.index import OciIndex
@@ -60,6 +65,7 @@ def install(
                                     "reference) --prefer may accept.", min=0.0),
     variant: str = typer.Option(None, "--variant", help="Install this variant of the named packages."),
     insecure: bool = typer.Option(False, "--insecure", help="Plain HTTP to an OCI registry that is not on loopback."),
+    require_signatures: bool = REQUIRE_SIGNATURES,
 ) -> None:
     """Install packages and their dependencies into an environment."""
     from pathlib import Path
@@ -67,7 +73,7 @@ def install(
     from nnpm.errors import ManifestError
     from nnpm.install.lockfile import Lock
 
-    inst = installer(env, registry, progress=False if quiet else None)
+    inst = installer(env, registry, progress=False if quiet else None, require_signatures=require_signatures)
     if inst.env.project is not None:
         _in_project(inst, specs, locked, quiet)
         return
@@ -130,7 +136,8 @@ def _in_project(inst: "Installer", specs: list[str] | None, locked: bool, quiet:
                        hint=f"run 'nnpm add {what}', or 'nnpm --no-project install {what}' for a named environment")
     from nnpm.cli.project import sync
 
-    sync(registry=inst.settings.registry, frozen=locked, force=False, quiet=quiet)
+    sync(registry=inst.settings.registry, frozen=locked, force=False, quiet=quiet,
+         require_signatures=inst.settings.require_signatures)
 
 
 def uninstall(

@@ -1,6 +1,9 @@
-"""`nnpm owner add|remove|list`: who may publish and yank a package."""
+"""`nnpm owner add|remove|list`: who may publish and yank a package; `nnpm owner key add|list|remove`: the
+publisher keys its signed versions must be signed with (docs/trust.md)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
@@ -8,6 +11,8 @@ from nnpm.cli.common import REGISTRY, TOKEN, registry_client
 from nnpm.cli.output import say
 
 owner_app = typer.Typer(help="See and change the owners of a package.", no_args_is_help=True)
+key_app = typer.Typer(help="See and change the publisher keys of a package.", no_args_is_help=True)
+owner_app.add_typer(key_app, name="key")
 
 
 def _name(text: str) -> str:
@@ -56,6 +61,54 @@ def owner_list(
     with registry_client(registry, None, need_token=False) as client:
         owners = client.owners(_name(name))
     say(f"owners of {_name(name)}: {', '.join(owners)}")
+
+
+def _show_keys(name: str, keys: list[dict]) -> None:
+    if not keys:
+        say(f"{name} has no publisher keys: it takes unsigned publishes")
+    for k in keys:
+        state = f"removed {k.get('removed_at')}" if k.get("removed_at") else "active"
+        say(f"{k.get('keyid')}  {state}  added {k.get('added_at')} by {k.get('added_by') or '?'}")
+
+
+@key_app.command("add")
+def key_add(
+    name: str = typer.Argument(..., help="Package name."),
+    keyfile: Path = typer.Argument(..., help="The public key: a .pub file 'nnpm keys generate' wrote."),
+    registry: str = REGISTRY,
+    token: str = TOKEN,
+) -> None:
+    """Register a publisher key: signed versions of the package must be signed by a registered key."""
+    from nnpm.format.signing import PublicKey
+
+    key = PublicKey.from_pem(keyfile.read_bytes(), source=str(keyfile))
+    with registry_client(registry, token) as client:
+        _, keys = client.add_package_key(_name(name), key)
+    say(f"registered {key.keyid} for {_name(name)}")
+    _show_keys(_name(name), keys)
+
+
+@key_app.command("list")
+def key_list(name: str = typer.Argument(..., help="Package name."), registry: str = REGISTRY) -> None:
+    """Show a package's publisher keys, removed ones too."""
+    with registry_client(registry, None, need_token=False) as client:
+        keys = client.package_keys(_name(name))
+    _show_keys(_name(name), keys)
+
+
+@key_app.command("remove")
+def key_remove(
+    name: str = typer.Argument(..., help="Package name."),
+    keyid: str = typer.Argument(..., help="The key id ('sha256:…') 'nnpm owner key list' shows."),
+    registry: str = REGISTRY,
+    token: str = TOKEN,
+) -> None:
+    """Stop a key signing new versions (what it signed still verifies); with no key left, unsigned publishes
+    are taken again."""
+    with registry_client(registry, token) as client:
+        _, keys = client.remove_package_key(_name(name), keyid)
+    say(f"removed {keyid} from {_name(name)}")
+    _show_keys(_name(name), keys)
 
 
 def register(app: typer.Typer) -> None:

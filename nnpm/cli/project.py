@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from nnpm.cli.common import REGISTRY, variant_policy
+from nnpm.cli.common import REGISTRY, REQUIRE_SIGNATURES, variant_policy
 
 if TYPE_CHECKING:
     from nnpm.config import Settings
@@ -16,8 +16,11 @@ if TYPE_CHECKING:
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bars.")
 
 
-def current_project(registry: str | None = None, *, create: bool = False) -> tuple["Application", "Settings"]:
-    """The project in use and the settings (`create`: start one in this folder when there is none)."""
+def current_project(registry: str | None = None, *, create: bool = False,
+                    require_signatures: bool = False) -> tuple["Application", "Settings"]:
+    """The project in use and the settings (`create`: start one in this folder when there is none;
+    `require_signatures`: on, whatever the configuration says)."""
+    from dataclasses import replace
     from pathlib import Path
 
     from nnpm.config import load_settings
@@ -36,7 +39,8 @@ def current_project(registry: str | None = None, *, create: bool = False) -> tup
         raise ManifestError("not in a project: no nnpm.toml with [project] (or pyproject.toml with [tool.nnpm]) "
                             "here or in a folder above", hint="run 'nnpm add NAME' in the application's folder to "
                             "start one, or give --project DIR")
-    return app, load_settings(registry=registry)
+    settings = load_settings(registry=registry)
+    return app, replace(settings, require_signatures=True) if require_signatures else settings
 
 
 def add(
@@ -47,6 +51,7 @@ def add(
                                "within --max-drift.", metavar="reference|speed|size"),
     max_drift: Optional[float] = typer.Option(None, "--max-drift", min=0.0, help="Largest drift --prefer accepts."),
     quiet: bool = QUIET,
+    require_signatures: bool = REQUIRE_SIGNATURES,
 ) -> None:
     """Add packages to the project's dependencies, lock, and sync its environment."""
     from nnpm.format.application import Dependency
@@ -55,7 +60,7 @@ def add(
     from nnpm.project.sync import change
 
     variant_policy(prefer, DEFAULT_MAX_DRIFT if max_drift is None else max_drift, variant)   # refuses what install refuses
-    app, settings = current_project(registry, create=True)
+    app, settings = current_project(registry, create=True, require_signatures=require_signatures)
     deps = []
     for text in specs:
         spec = parse_spec(text, paths=False)
@@ -80,12 +85,13 @@ def lock(registry: str = REGISTRY,
          upgrade: bool = typer.Option(False, "--upgrade", "-U", help="Newest allowed versions of everything."),
          upgrade_package: Optional[list[str]] = typer.Option(None, "--upgrade-package", "-P",
                                                              help="Newest allowed version of this package."),
+         require_signatures: bool = REQUIRE_SIGNATURES,
          ) -> None:
     """Resolve the project's dependencies and write nnpm.lock (the environment is not touched)."""
     from nnpm.format.fields import canonical_name
     from nnpm.project.sync import ProjectResult, read_lock, relock
 
-    app, settings = current_project(registry)
+    app, settings = current_project(registry, require_signatures=require_signatures)
     names = frozenset(canonical_name(n, key="package") for n in upgrade_package or ())
     new, changes = relock(app, settings, read_lock(app), upgrade=upgrade, upgrade_packages=names)
     new.write(app.lock_path)
@@ -96,11 +102,11 @@ def sync(registry: str = REGISTRY,
          frozen: bool = typer.Option(False, "--frozen", help="Fail when nnpm.lock is missing or out of date "
                                      "instead of locking again (for CI and servers)."),
          force: bool = typer.Option(False, "--force", help="Re-verify the store's blobs and rebuild every folder."),
-         quiet: bool = QUIET) -> None:
+         quiet: bool = QUIET, require_signatures: bool = REQUIRE_SIGNATURES) -> None:
     """Make the project's environment (.nnpm/) match nnpm.lock exactly."""
     from nnpm.project.sync import sync as do_sync
 
-    app, settings = current_project(registry)
+    app, settings = current_project(registry, require_signatures=require_signatures)
     _report(app, do_sync(app, settings, frozen=frozen, force=force, progress=False if quiet else None))
 
 

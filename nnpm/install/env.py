@@ -61,7 +61,7 @@ class InstalledPackage:
     manifest: Manifest
     variant: str = "reference"
     repair: str = ""              # the command that puts it right, when not repair_hint's
-
+    locked: LockedPackage | None = None   # its lock entry: a signed one is re-verified by verify()
 
     @property
     def files(self) -> tuple:
@@ -72,13 +72,18 @@ class InstalledPackage:
         return self.repair or repair_hint(self.name, self.version)
 
     def verify(self) -> None:
-        """Check the folders are real, every file's size, and its sha256 when its stat changed since install."""
+        """Check the folders are real, the publisher signature the lock records (when signed), every file's size,
+        and its sha256 when its stat changed since install."""
         from nnpm.format.safety import check_file
 
         for folder in (self.path.parent, self.path):
             if folder.is_symlink() or not folder.is_dir():
                 raise IntegrityError(f"{self.name} {self.version}: {folder} is not the folder nnpm installed "
                                      "(a link or missing)", hint=self._repair())
+        if self.locked is not None and self.locked.signer is not None:
+            from nnpm.install.signatures import verify_locked
+
+            verify_locked(self.locked, (self.path.parent / MANIFEST_NAME).read_bytes(), hint=self._repair())
         try:
             recorded = json.loads((self.path.parent / STAT_NAME).read_text())
         except (OSError, ValueError):
@@ -165,7 +170,7 @@ class Environment:
                            hint=self.repair_hint(name, locked.version))
         manifest = Manifest.from_json(raw, file=str(record))
         return InstalledPackage(name, Version(locked.version), folder / FILES_DIR, manifest, locked.variant,
-                                self.repair_hint(name, locked.version))
+                                self.repair_hint(name, locked.version), locked)
 
     def get(self, name: str, version: str | None = None) -> InstalledPackage:
         """One installed package (optionally an exact version) or NotInstalledError."""

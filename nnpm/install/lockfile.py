@@ -4,7 +4,11 @@ JSON, deterministic (sorted keys), format 1:
 
     {"format": 1, "packages": {"resnet18": {"version": "1.0.0", "manifest_sha256": "...",
         "source": "http://registry", "requested": true,
-        "files": [{"path": "model.onnx", "size": 46800000, "sha256": "..."}]}}}
+        "files": [{"path": "model.onnx", "size": 46800000, "sha256": "..."}],
+        "signer": "sha256:...", "public_key": "<base64>", "signature": "<base64>"}}}
+
+`signer`, `public_key` and `signature` are there only for a package whose publisher signature
+was verified at install (nnpm/install/signatures.py), so older locks read the same.
 """
 
 from __future__ import annotations
@@ -41,6 +45,15 @@ class LockedPackage:
     files: tuple[tuple[str, int, str], ...]   # (path, size, sha256): the installed variant's files
     variant: str = "reference"    # which precision of the package is installed
     variant_reason: str = ""      # why the installer chose it (empty for a package without variants)
+    signer: str | None = None     # the publisher key id ("sha256:…") whose signature verified; None: unsigned
+    public_key: str | None = None   # that key, base64 of its 32 raw bytes
+    signature: str | None = None    # the signature of the canonical manifest bytes, base64
+
+    def signed_fields(self) -> dict[str, str]:
+        """`{"signer","public_key","signature"}` when signed, else {}."""
+        if self.signer is None:
+            return {}
+        return {"signer": self.signer, "public_key": self.public_key, "signature": self.signature}
 
     def to_dict(self) -> dict:
         """JSON form (variant keys only for a package with variants, so older locks read the same)."""
@@ -49,7 +62,7 @@ class LockedPackage:
                "files": [{"path": p, "size": s, "sha256": d} for p, s, d in self.files]}
         if self.variant != "reference" or self.variant_reason:
             out |= {"variant": self.variant, "variant_reason": self.variant_reason}
-        return out
+        return out | self.signed_fields()
 
     @classmethod
     def from_dict(cls, name: str, data: dict) -> "LockedPackage":
@@ -62,10 +75,14 @@ class LockedPackage:
                 raise ValueError("variant and variant_reason must be strings")
             if variant != "reference" and not VARIANT_NAME.match(variant):   # it names a folder: no paths
                 raise ValueError(f"{variant[:64]!r} is not a variant name")
+            signed = [data.get(k) for k in ("signer", "public_key", "signature")]
+            if any(v is not None for v in signed) and not all(isinstance(v, str) for v in signed):
+                raise ValueError("signer, public_key and signature go together, as strings")
             return cls(name=name, version=data["version"], manifest_sha256=data["manifest_sha256"],
                        source=data["source"], requested=bool(data.get("requested", True)),
                        files=tuple((f["path"], int(f["size"]), f["sha256"]) for f in data["files"]),
-                       variant=variant, variant_reason=reason)
+                       variant=variant, variant_reason=reason, signer=signed[0], public_key=signed[1],
+                       signature=signed[2])
         except (KeyError, TypeError, ValueError) as exc:
             raise EnvError(f"lock entry for {name!r} is malformed ({exc})",
                            hint="reinstall the package, or remove the lock file") from None

@@ -126,7 +126,7 @@ class Installer:
         # Read the current lock and commit the new one under the same lock: a concurrent install
         # would otherwise resolve from a stale lock and drop what the other one just installed.
         with self.env.install_lock():
-            if not (force or upgrade or policy.explicit):
+            if not (force or upgrade or policy.explicit or self.settings.require_signatures):
                 done = self._already_satisfied(specs)
                 if done is not None:
                     return done
@@ -167,10 +167,13 @@ class Installer:
             if _pinned_source(locked.source) and name not in requested:
                 locals_[name] = _Local(self._stored_manifest(locked), locked.source)
 
+        seen: dict[str, Packument | None] = {}   # the packuments resolved from: their keys verify signatures
+
         def get_packument(name: str) -> Packument | None:
             if name in locals_:
                 return _packument_of(locals_[name])
-            return self.client.packument(name)
+            seen[name] = self.client.packument(name)
+            return seen[name]
 
         kept = [(n, p) for n, p in current.packages.items() if p.requested and n not in requested]
         if not upgrade:  # a named package the environment satisfies stays where it is
@@ -187,15 +190,27 @@ class Installer:
             manifest = locals_[name].manifest if name in locals_ else cand.release.manifest
             check_runtime(manifest)
             manifests[name] = manifest
+        signed = self._signatures(chosen, seen, locals_)   # before anything is fetched or written
         flags = {n for n, p in current.packages.items() if p.requested} | requested
         sources = {n: (locals_[n].source if n in locals_ else self._source()) for n in manifests}
         variants = self._choose_variants(manifests, chosen, current, policy, requested)
-        result = self._apply(manifests, sources, flags, variants, force=force)
+        result = self._apply(manifests, sources, flags, variants, force=force, signed=signed)
         result.warnings += [f"{n} {c.version} is yanked: {c.release.yanked_reason or 'no reason given'}"
                             for n, c in chosen.items() if c.yanked]
         result.upgraded = [(n, current.packages[n].version, v) for n, v in result.installed
                            if n in current.packages and current.packages[n].version != v]
         return result
+
+    def _signatures(self, chosen: dict, packuments: dict, locals_: dict) -> dict[str, dict[str, str]]:
+        """Each registry release's publisher signature, verified against its packument's keys (a SignatureError
+        aborts the install); unsigned ones refused when signatures are required. Folders, archives and OCI
+        artifacts the user named carry none and are not refused."""
+        from nnpm.install.signatures import refuse_unsigned, release_signature
+
+        out = {n: release_signature(packuments[n], c.release) for n, c in chosen.items() if n not in locals_}
+        if self.settings.require_signatures:
+            refuse_unsigned([n for n, fields in out.items() if not fields])
+        return out
 
     def _choose_variants(self, manifests: dict[str, Manifest], chosen: dict, current: Lock, policy: Policy,
                          requested: set[str]) -> dict[str, Choice]:
@@ -230,9 +245,14 @@ class Installer:
             manifest = self._locked_manifest(locked)
             check_runtime(manifest)
             manifests[name], sources[name] = manifest, locked.source
+        if self.settings.require_signatures:
+            from nnpm.install.signatures import refuse_unsigned
+
+            refuse_unsigned([n for n, p in lock.packages.items() if p.signer is None and not _pinned_source(p.source)])
         flags = {n for n, p in lock.packages.items() if p.requested}
         variants = {n: Choice(p.variant, p.variant_reason) for n, p in lock.packages.items()}
-        return self._apply(manifests, sources, flags, variants, force=force)
+        signed = {n: p.signed_fields() for n, p in lock.packages.items()}
+        return self._apply(manifests, sources, flags, variants, force=force, signed=signed)
 
     def _locked_manifest(self, locked: LockedPackage) -> Manifest:
         if self.store.has(locked.manifest_sha256):
@@ -245,12 +265,17 @@ class Installer:
         if hashlib.sha256(raw).hexdigest() != locked.manifest_sha256:
             raise IntegrityError(f"{locked.name} {locked.version}: the manifest differs from the one in the lock file",
                                  hint="the registry changed a published version, or the lock file was edited")
+        if locked.signer is not None:   # the lock's own key and signature, before the manifest is used
+            from nnpm.install.signatures import verify_locked
+
+            verify_locked(locked, raw, hint="the lock file or the registry's manifest was changed; restore the lock "
+                          "file, or install again without --locked")
         manifest = Manifest.from_json(raw)
         check_lock_entry(locked, manifest)
         return manifest
 
     def _apply(self, manifests: dict[str, Manifest], sources: dict[str, str], requested: set[str],
-               variants: dict[str, Choice], *, force: bool = False) -> InstallResult:
+               variants: dict[str, Choice], *, force: bool = False, signed: dict | None = None) -> InstallResult:
         """Fetch what is missing (the chosen variants' files only), prepare folders aside, swap the lock in;
         `force` re-verifies and rebuilds."""
         files = {n: m.files_for(variants[n].variant) for n, m in manifests.items()}
@@ -260,7 +285,7 @@ class Installer:
             wanted = [Wanted(f.sha256, f.size, f"{n} {f.path}") for n, fs in files.items() for f in fs]
             fetched = fetch_all(lambda: self.client, self.store, wanted, progress=self.progress)
             crash.point("after-fetch")
-            result = self._link(manifests, sources, requested, variants, force=force)
+            result = self._link(manifests, sources, requested, variants, force=force, signed=signed or {})
         result.fetched = fetched
         result.variants = {n: c for n, c in variants.items() if len(manifests[n].variant_names()) > 1}
         return result
@@ -272,7 +297,7 @@ class Installer:
                 self.store.discard(digest)
 
     def _link(self, manifests: dict[str, Manifest], sources: dict[str, str], requested: set[str],
-              variants: dict[str, Choice], *, force: bool) -> InstallResult:
+              variants: dict[str, Choice], *, force: bool, signed: dict) -> InstallResult:
         result = InstallResult()
         with self.env.install_lock():
             old = self.env.lock()
@@ -289,7 +314,7 @@ class Installer:
                     name=name, version=str(m.version), manifest_sha256=digest, source=sources[name],
                     requested=name in requested,
                     files=tuple((f.path, f.size, f.sha256) for f in m.files_for(variant.variant)),
-                    variant=variant.variant, variant_reason=variant.reason)
+                    variant=variant.variant, variant_reason=variant.reason, **signed.get(name, {}))
                 before = old.packages.get(name)
                 same = before and (before.version, before.variant) == (str(m.version), variant.variant)
                 target = result.unchanged if same and not force else result.installed

@@ -13,6 +13,9 @@
     source = "http://127.0.0.1:8000"
     manifest = "sha256:…"
     variant = "reference"
+    signer = "sha256:…"           # these three only for a package with a verified publisher signature
+    public-key = "…"
+    signature = "…"
     dependencies = []
     files = [
         { path = "model.onnx", size = 46800000, sha256 = "…" },
@@ -78,6 +81,8 @@ class ProjectLock:
                        f"manifest = {_q('sha256:' + p.manifest_sha256)}\nvariant = {_q(p.variant)}\n")
             if p.variant_reason:
                 out.append(f"variant-reason = {_q(p.variant_reason)}\n")
+            if p.signer is not None:
+                out.append(f"signer = {_q(p.signer)}\npublic-key = {_q(p.public_key)}\nsignature = {_q(p.signature)}\n")
             deps = sorted(self.dependencies.get(name, ()))
             out.append("dependencies = [" + ", ".join(_q(d) for d in deps) + "]\nfiles = [")
             out += [f"\n    {{ path = {_q(path)}, size = {size}, sha256 = {_q(digest)} }}," for path, size, digest in p.files]
@@ -129,7 +134,8 @@ class ProjectLock:
             lock.packages[name] = LockedPackage.from_dict(name, {
                 "version": entry["version"], "manifest_sha256": manifest.removeprefix("sha256:"),
                 "source": str(entry["source"]), "requested": True, "files": files,
-                "variant": entry.get("variant", "reference"), "variant_reason": entry.get("variant-reason", "")})
+                "variant": entry.get("variant", "reference"), "variant_reason": entry.get("variant-reason", ""),
+                "signer": entry.get("signer"), "public_key": entry.get("public-key"), "signature": entry.get("signature")})
             lock.dependencies[name] = deps
         return lock
 

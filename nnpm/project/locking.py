@@ -32,14 +32,23 @@ def policy_of(dep: Dependency) -> Policy:
 
 def lock_project(app: Application, client: "RegistryClient", store: "Store", previous: ProjectLock | None = None, *,
                  upgrade: bool = False, upgrade_packages: frozenset[str] = frozenset(), pre: bool = False,
-                 ) -> tuple[ProjectLock, LockChanges]:
-    """Resolve the project's dependencies against the registry; the manifests go into the store."""
+                 require_signatures: bool = False) -> tuple[ProjectLock, LockChanges]:
+    """Resolve the project's dependencies against the registry; the manifests go into the store.
+
+    Every signed release's publisher signature is verified against its packument's keys and
+    recorded; `require_signatures` refuses unsigned ones."""
     from nnpm.install.resolve import resolve
+    from nnpm.install.signatures import refuse_unsigned, release_signature
 
     previous = previous or ProjectLock()
     keep = {} if upgrade else {n: Version(p.version) for n, p in previous.packages.items()
                                if n not in upgrade_packages and not p.source.startswith("path:")}
-    chosen = resolve([d.requirement for d in app.dependencies.values()], client.packument, pre=pre, prefer=keep)
+    seen: dict = {}
+    chosen = resolve([d.requirement for d in app.dependencies.values()],
+                     lambda name: seen.setdefault(name, client.packument(name)), pre=pre, prefer=keep)
+    signed = {name: release_signature(seen[name], cand.release) for name, cand in chosen.items()}
+    if require_signatures:
+        refuse_unsigned([n for n, fields in signed.items() if not fields])
     lock = ProjectLock(requirements=requirement_keys(app))
     for name, cand in chosen.items():
         manifest = cand.release.manifest
@@ -50,7 +59,7 @@ def lock_project(app: Application, client: "RegistryClient", store: "Store", pre
             name=name, version=str(manifest.version), manifest_sha256=digest, source=client.url,
             requested=name in app.dependencies,
             files=tuple((f.path, f.size, f.sha256) for f in manifest.files_for(choice.variant)),
-            variant=choice.variant, variant_reason=choice.reason)
+            variant=choice.variant, variant_reason=choice.reason, **signed[name])
         lock.dependencies[name] = sorted(manifest.project.dependencies)
     return lock, _changes(previous, lock)
 

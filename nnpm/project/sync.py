@@ -55,7 +55,8 @@ def relock(app: Application, settings: "Settings", previous: ProjectLock | None,
     with RegistryClient.for_settings(settings) as client:
         from nnpm.project.locking import lock_project  # resolving: only when the lock must change
 
-        return lock_project(app, client, Store(settings.store_dir), previous, **options)
+        return lock_project(app, client, Store(settings.store_dir), previous,
+                            require_signatures=settings.require_signatures, **options)
 
 
 def sync_env(app: Application, settings: "Settings", lock: ProjectLock, *, force: bool = False,

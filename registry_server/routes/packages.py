@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from registry_server.db.tables import User
 from registry_server.headers import content_disposition
 from registry_server.routes.deps import body_stream, current_user, get_session, get_settings, get_store
-from registry_server.services import archive, catalog
+from registry_server.services import archive, catalog, keys
 from registry_server.services.owners import add_owner, remove_owner, require_owner, set_yanked
 from registry_server.services.publish import publish_version, read_body
 from registry_server.services.workers import WorkerPool
@@ -103,19 +103,21 @@ async def put_version(name: str, version: str, request: Request, user: User = De
                       session: Session = Depends(get_session), store: BlobStore = Depends(get_store),
                       settings: ServerSettings = Depends(get_settings)) -> Response:
     name, version = catalog.url_name(name), catalog.url_version(version)
+    signed = keys.from_headers(request.headers)   # a malformed signature is refused before the body is read
     limiter = request.app.state.publish_limiter
     async with limiter.admit():  # 429 at once when too many publishes are waiting; bounds the bodies held too
         body = await read_body(body_stream(request, settings.body_timeout), request.headers.get("content-length"),
                                settings.max_manifest_size, "manifest")
         async with limiter.worker():  # waits on the event loop: no thread is held while queued
             status, view = await run_in_threadpool(_publish, session, store, settings, user, name, version, body,
-                                                   request.app.state.validators)
+                                                   request.app.state.validators, signed)
     return JSONResponse(view, status_code=status)
 
 
 def _publish(session: Session, store: BlobStore, settings: ServerSettings, user: User, name: str, version: str,
-             body: bytes, workers: WorkerPool) -> tuple[int, dict]:
-    status, row = publish_version(session, store, settings, user, name, version, body, workers=workers)
+             body: bytes, workers: WorkerPool, signed: keys.SignedPublish | None) -> tuple[int, dict]:
+    status, row = publish_version(session, store, settings, user, name, version, body, workers=workers,
+                                  signed=signed)
     return status, catalog.version_view(row, name)
 
 

@@ -21,7 +21,7 @@ from nnpm.format.fields import canonical_name, parse_version
 from nnpm.format.limits import MIB
 from nnpm.format.manifest import Manifest
 from nnpm.format.packument import latest_version
-from registry_server.db.tables import Owner, Package, Release, User, iso, version_key
+from registry_server.db.tables import Owner, Package, PackageKey, Release, User, iso, version_key
 from registry_server.services.cache import LRU
 
 # Parsed manifests by sha256, bounded by the bytes of their JSON (a parsed one takes a few times that).
@@ -116,14 +116,25 @@ def version_view(row: Release, name: str) -> dict:
         view["signature"] = json.loads(row.signature_json) if row.signature_json else None
     if row.measured_json:
         view["measured"] = json.loads(row.measured_json)
+    view |= _publisher(row.publisher, row.signer_keyid, row.manifest_sig)
     return view
+
+
+def _publisher(publisher: str | None, keyid: str | None, sig: str | None) -> dict:
+    """`"publisher"` and `"signed"` of a version entry, each when the version has it."""
+    out: dict = {"publisher": publisher} if publisher is not None else {}
+    if keyid is not None and sig is not None:
+        out["signed"] = {"keyid": keyid, "sig": sig}
+    return out
 
 
 # The hottest read: prepared queries for the columns the packument shows, and no ORM objects.
 # First the small columns (the state of the package); the manifests only when that state is new.
 _PACKUMENT_STATE = (select(Release.version, Release.yanked, Release.yanked_reason, Release.published_at,
-                           Release.manifest_sha256)
+                           Release.manifest_sha256, Release.publisher, Release.signer_keyid, Release.manifest_sig)
                     .join(Package, Release.package_id == Package.id).where(Package.name == bindparam("name")))
+_PACKUMENT_KEYS = (select(PackageKey.keyid, PackageKey.public, PackageKey.added_at, PackageKey.removed_at)
+                   .join(Package, PackageKey.package_id == Package.id).where(Package.name == bindparam("name")))
 _PACKUMENT_MANIFESTS = (select(Release.manifest_sha256, Release.manifest_json, Release.signature_json,
                                Release.measured_json)
                         .join(Package, Release.package_id == Package.id).where(Package.name == bindparam("name")))
@@ -133,12 +144,15 @@ def packument(conn: Connection | Session, name: str) -> tuple[bytes, str]:
     """The packument of `name` as JSON bytes, and its ETag (a hash of those bytes).
 
     Takes a plain Connection (cheaper than an ORM Session per request) or a Session. The
-    body is built once per state of the package's rows (versions, yanks, manifests)."""
+    body is built once per state of the package's rows (versions, yanks, manifests, publishers and
+    signatures, registered keys)."""
     rows = conn.execute(_PACKUMENT_STATE, {"name": name}).all()
     if not rows and conn.execute(select(Package.id).where(Package.name == name)).first() is None:
         raise NotFoundError(f"no package {name!r} on this registry")
-    state = (name, tuple((r.version, r.yanked, r.yanked_reason, iso(r.published_at), r.manifest_sha256)
-                         for r in rows))
+    keys = tuple(sorted((iso(k.added_at), k.keyid, k.public, iso(k.removed_at) if k.removed_at else None)
+                        for k in conn.execute(_PACKUMENT_KEYS, {"name": name}).all()))
+    state = (name, tuple((r.version, r.yanked, r.yanked_reason, iso(r.published_at), r.manifest_sha256,
+                          r.publisher, r.signer_keyid, r.manifest_sig) for r in rows), keys)
     cached = PACKUMENTS.get(state)
     if cached is not None:
         return cached
@@ -146,9 +160,12 @@ def packument(conn: Connection | Session, name: str) -> tuple[bytes, str]:
               conn.execute(_PACKUMENT_MANIFESTS, {"name": name}).all()}
     doc = wire.Packument.of(name, [
         wire.Release(name, Version(version), json.loads(stored[sha][0]), yanked, reason, published,
-                     json.loads(stored[sha][1]) if stored[sha][1] else None)
-        for version, yanked, reason, published, sha in state[1]])
-    measured = {Version(version): json.loads(stored[sha][2]) for version, _, _, _, sha in state[1] if stored[sha][2]}
+                     json.loads(stored[sha][1]) if stored[sha][1] else None, None, publisher,
+                     _publisher(None, keyid, sig).get("signed"))
+        for version, yanked, reason, published, sha, publisher, keyid, sig in state[1]],
+        [{"keyid": keyid, "public": public, "added_at": added, "removed_at": removed}
+         for added, keyid, public, removed in keys])
+    measured = {Version(r[0]): json.loads(stored[r[4]][2]) for r in state[1] if stored[r[4]][2]}
     body = _packument_bytes(doc, measured)
     answer = body, '"' + hashlib.sha256(body).hexdigest() + '"'
     PACKUMENTS.put(state, answer, len(body))
@@ -171,6 +188,8 @@ def _packument_bytes(doc: wire.Packument, measured: dict[Version, dict]) -> byte
             entry.setdefault("measured", measured[release.version])
         entries.append(entry)
     body = {"name": doc.name, "latest": str(top.version) if top else None, "versions": entries}
+    if doc.keys:
+        body["keys"] = list(doc.keys)
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
