@@ -57,8 +57,9 @@ class Option:
             raise ConfigError(f"{self.env}={raw!r} is not a valid {self.type.__name__}") from None
 
 
-_BOTH = frozenset({"serve", "user", "gc"})
-_STORE = frozenset({"serve", "gc"})
+_BOTH = frozenset({"serve", "user", "gc", "tuf", "import"})
+_TUF = frozenset({"serve", "tuf", "import"})
+_STORE = frozenset({"serve", "gc", "import"})
 OPTIONS = (
     Option("data", "data folder (database and blobs); default: <NNPM_HOME>/registry", Path, _BOTH),
     Option("database_url", "SQLAlchemy URL, e.g. postgresql://USER:PASS@HOST/DB (default: SQLite in the data folder)",
@@ -89,13 +90,17 @@ OPTIONS = (
     Option("body_timeout", "seconds an upload may send nothing before it is dropped with 408 (default 60)", float),
     Option("header_timeout", "seconds a connection has to send its request headers (default 30)", float),
     Option("upload_quota", "bytes of blobs each user may upload in total; 0 for no limit (default 0)", int),
+    Option("tuf_online_key", "PEM file of the online key signing the TUF index (default: <data>/tuf-online.key; "
+           "absent: no /tuf/)", Path, _TUF),
+    Option("tuf_timestamp_expiry", "seconds a signed TUF timestamp lives (default 86400)", int, _TUF),
 )
 _POSITIVE = ("validate_timeout", "validate_memory", "validate_workers", "validate_scratch", "measure_budget", "measure_time",
-             "readme_timeout", "body_timeout", "header_timeout", "max_blob_size", "max_manifest_size")
+             "readme_timeout", "body_timeout", "header_timeout", "max_blob_size", "max_manifest_size",
+             "tuf_timestamp_expiry")
 
 
 def build_parser(command: str, prog: str) -> argparse.ArgumentParser:
-    """An argparse parser with the options `command` ("serve", "user" or "gc") takes."""
+    """An argparse parser with the options `command` ("serve", "user", "gc", "tuf" or "import") takes."""
     parser = argparse.ArgumentParser(prog=prog, description="Each option can also come from the environment "
                                      f"variable named after it ({ENV_PREFIX}DATABASE_URL for --database-url).")
     for opt in OPTIONS:

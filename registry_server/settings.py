@@ -41,6 +41,8 @@ class ServerSettings:
     upload_quota: int = 0                  # bytes of blobs one user may have uploaded; 0 = unlimited
     max_readme_size: int = MAX_README_BYTES       # README bytes rendered on the model card
     max_json_depth: int = MAX_JSON_DEPTH   # nesting of any JSON body
+    tuf_online_key: Path | None = None     # None means <data_dir>/tuf-online.key (services/tuf_keys.py)
+    tuf_timestamp_expiry: int = 86400      # seconds a signed timestamp lives (tests shorten it)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser().resolve())
@@ -56,6 +58,11 @@ class ServerSettings:
     def tmp_dir(self) -> Path:
         """Scratch space on the same file system as the blobs (uploads, worker folders)."""
         return self.data_dir / "tmp"
+
+    @property
+    def tuf_key_path(self) -> Path:
+        """The online key that signs the TUF index (targets, bins, snapshot, timestamp)."""
+        return Path(self.tuf_online_key).expanduser() if self.tuf_online_key else self.data_dir / "tuf-online.key"
 
     @property
     def blobs_dir(self) -> Path:

@@ -17,15 +17,22 @@ def get(key: str = typer.Argument(..., help="Setting: registry.")) -> None:
 
     if key not in CONFIG_KEYS:
         raise ConfigError(f"unknown setting {key!r}", hint="settings: " + ", ".join(CONFIG_KEYS))
-    say(str(read_config(home_dir()).get(key) or ""))
+    value = read_config(home_dir()).get(key)
+    say(("true" if value else "false") if isinstance(value, bool) else str(value or ""))
 
 
 @config_app.command("set")
 def set_(key: str = typer.Argument(..., help="Setting: registry."),
-         value: str = typer.Argument(..., help="Its value, e.g. http://127.0.0.1:8765.")) -> None:
+         value: str = typer.Argument(..., help="Its value, e.g. http://127.0.0.1:8765."),
+         root: str = typer.Option(None, "--root", help="With registry: pin this TUF root file (ROOT.json) as the "
+                                  "registry's signed-index root, replacing any pin.")) -> None:
     """Change a setting; `config set registry URL` is all a read-only user needs (no token)."""
     from nnpm.config import home_dir, set_config
 
+    if root is not None:   # checked (a root signed by its own threshold) and pinned before the setting changes
+        from nnpm.client.trusted_index import pin_file
+
+        pin_file(home_dir() / "trust", key, value, root)
     path = set_config(home_dir(), key, value)
     say(f"{key} = {value} (in {path})")
 

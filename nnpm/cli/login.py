@@ -31,6 +31,7 @@ def login(
         raise ConfigError("no token given", hint="'nnpm registry user add NAME' prints one")
     with registry_client(registry, None, need_token=False, token_value=token) as client:
         user = client.whoami()
+        client.trusted_index()   # pins the registry's signed-index root (TUF) when it has one
     path = save_login(home_dir(), client.url, token)
     say(f"logged in to {client.url} as {user} (saved in {path})")
 

@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 
 from nnpm.errors import ConflictError, ForbiddenError, NotFoundError
 from registry_server.db.tables import Owner, Package, Release, User
+from registry_server.services import index
 from registry_server.services.auth import find_user
 
 
@@ -67,5 +68,6 @@ def set_yanked(session: Session, row: Release, yanked: bool, reason: str | None)
     """Yank (with an optional reason) or un-yank a version; never deletes it."""
     row.yanked = yanked
     row.yanked_reason = (reason.replace("\x00", "") or None) if yanked and reason else None  # no NUL in PG text
+    index.packages_changed(session, [row.package.name])   # re-signed in the same commit as the yank
     session.commit()
     return row
