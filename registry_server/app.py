@@ -15,7 +15,8 @@ from nnpm.fsutil import remove_tree
 from registry_server import error_responses
 from registry_server.db.engine import make_engine, session_factory
 from registry_server.headers import SecurityHeaders, docs_csp
-from registry_server.routes import blobs, meta, oci, packages, pages, tokens
+from registry_server.routes import blobs, keys, meta, oci, packages, pages, tokens, tuf
+from registry_server.services import index
 from registry_server.services.limiter import PublishLimiter
 from registry_server.services.workers import WorkerPool
 from registry_server.settings import ServerSettings
@@ -85,13 +86,16 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.state.store = store
     app.state.engine = engine
     app.state.sessions = session_factory(engine)
+    app.state.tuf_key = index.configure(app.state.sessions, settings)   # publishes re-sign the signed index
     app.state.publish_limiter = PublishLimiter(settings.validate_workers, settings.publish_queue)
     app.state.validators = validators
     error_responses.install(app)
     app.include_router(meta.router)
+    app.include_router(keys.router)   # before packages: its /packages/{name}/{version} would take 'keys'
     app.include_router(packages.router)
     app.include_router(blobs.router)
     app.include_router(tokens.router)
+    app.include_router(tuf.router)
     app.include_router(pages.router)
     oci.install(app)  # /v2/: the OCI pull API
     app.mount("/static", StaticFiles(directory=str(WEB / "static")), name="static")

@@ -69,3 +69,7 @@ def gc(ctx: typer.Context) -> None:
 def register(app: typer.Typer) -> None:
     """Add `nnpm registry ...`."""
     app.add_typer(registry_app, name="registry")
+    from nnpm.cli.registry_keys import register as add_keys  # `nnpm registry keys init|rotate`
+    add_keys(registry_app)
+    from nnpm.cli.bundle import add_registry_import   # `nnpm registry import BUNDLE`
+    add_registry_import(registry_app)

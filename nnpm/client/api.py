@@ -11,15 +11,18 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
-from urllib.parse import quote
+from typing import IO, TYPE_CHECKING
 
 import httpx
 
 from nnpm._version import __version__
+from nnpm.client.admin import AdminCalls
+from nnpm.client.admin import name_seg as _name
+from nnpm.client.admin import version_seg as _version
 from nnpm.client.httperrors import error_for_request_error, error_for_response, safe_url
 from nnpm.client.packument_cache import PackumentCache
 from nnpm.client.tls import LazyCAContext
+from nnpm.client.trusted_index import TrustedIndex
 from nnpm.config import Settings, normalise_url
 from nnpm.errors import ConfigError, IntegrityError, ManifestError, NnpmError, RegistryError
 from nnpm.format.fields import canonical_name, is_digest, parse_version
@@ -27,6 +30,9 @@ from nnpm.format.limits import MAX_ERROR_BODY_BYTES, MAX_FILES, MAX_PACKUMENT_BY
 from nnpm.format.manifest import Manifest
 from nnpm.format.packument import Packument, Release
 from nnpm.hashing import verified_chunks
+
+if TYPE_CHECKING:
+    from nnpm.format.signing import ManifestSignature, PublicKey
 
 MAX_JSON = MAX_PACKUMENT_BYTES   # a packument or answer larger than this is refused
 MAX_ERROR_BODY = MAX_ERROR_BODY_BYTES
@@ -41,18 +47,6 @@ def _blob_path(digest: str) -> str:
     return f"/blobs/sha256:{hex_}"
 
 
-def _seg(text: str) -> str:
-    return quote(text, safe="")
-
-
-def _name(name: str) -> str:
-    return _seg(canonical_name(name, key="name"))
-
-
-def _version(version: object) -> str:
-    return _seg(str(parse_version(str(version), key="version")))
-
-
 class _Secret:
     """A value that never shows in a repr, a traceback's locals or a log line."""
 
@@ -65,11 +59,14 @@ class _Secret:
         return "'***'"
 
 
-class RegistryClient:
-    """One registry, over the v1 HTTP protocol; thread-safe, close it (or use `with`) when done."""
+class RegistryClient(AdminCalls):
+    """One registry, over the v1 HTTP protocol; thread-safe, close it (or use `with`) when done.
+
+    Yank, owners, tokens and publisher keys are nnpm/client/admin.py's."""
 
     def __init__(self, url: str, *, token: str | None = None, transport: httpx.BaseTransport | None = None,
-                 cache_dir: Path | None = None, timeout: float | httpx.Timeout = DEFAULT_TIMEOUT) -> None:
+                 cache_dir: Path | None = None, timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+                 trust_dir: Path | None = None) -> None:
         self.url = normalise_url(url)
         try:
             httpx.URL(self.url)
@@ -77,6 +74,8 @@ class RegistryClient:
             raise ConfigError(f"registry URL {safe_url(self.url)!r} is not valid: {exc}") from None
         self._token = _Secret(token) if token else None
         self._cache = PackumentCache(Path(cache_dir), self.url) if cache_dir else None
+        # Signed-index pins (nnpm/client/trusted_index.py) sit beside the cache: NNPM_HOME/trust
+        self._trust_dir, self._index = trust_dir or (Path(cache_dir).parent / "trust" if cache_dir else None), None
         headers = {"User-Agent": f"nnpm/{__version__}"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -182,7 +181,11 @@ class RegistryClient:
         path = f"/packages/{_name(name)}"
         cached = self._cache.read(name) if self._cache else None
         headers = {"If-None-Match": cached[0]} if cached else None
-        status, body, resp_headers = self._call("GET", path, headers=headers, ok=(200, 304, 404))
+        if index := self.trusted_index():   # a pinned registry: the packument only as its signed index names it
+            signed = index.packument_bytes(canonical_name(name, key="name"))
+            status, body, resp_headers = (404, b"", {}) if signed is None else (200, signed, {})
+        else:
+            status, body, resp_headers = self._call("GET", path, headers=headers, ok=(200, 304, 404))
         if status == 404:
             if self._cache:
                 self._cache.drop(name)
@@ -200,6 +203,22 @@ class RegistryClient:
         if status == 200 and resp_headers.get("etag") and self._cache:
             self._cache.write(name, resp_headers["etag"], data)
         return packument
+
+    def trusted_index(self) -> TrustedIndex | None:
+        """The signed index when this machine pins the registry's root (pinned now on first contact), else None."""
+        if self._index is None and self._trust_dir is not None:
+            self._index = TrustedIndex.open(self.url, self._trust_dir, self._http) or False
+        return self._index or None
+
+    def packument_bytes(self, name: str) -> bytes | None:
+        """A packument's bytes exactly as the registry sent them (for bundles), uncached; None when it has none."""
+        status, body, _ = self._call("GET", f"/packages/{_name(name)}", ok=(200, 404))
+        return body if status == 200 else None
+
+    def tuf_file(self, path: str) -> bytes | None:
+        """A file of the registry's signed index (`metadata/1.root.json`) as served, unverified; None on 404."""
+        status, body, _ = self._call("GET", f"{self.url}/tuf/{path}", ok=(200, 404))
+        return body if status == 200 else None
 
     def version(self, name: str, version: str) -> dict:
         """One version: name, version, yanked, yanked_reason, published_at and the full manifest."""
@@ -339,40 +358,17 @@ class RegistryClient:
         return self._send("PUT", path, headers=headers, ok=(200, 201),
                           content=verified_chunks(path_or_fileobj, size, hex_, on_progress)).status_code
 
-    def put_manifest(self, manifest: Manifest) -> int:
-        """Commit a version whose blobs are all uploaded: 201 created, 200 identical retry."""
+    def put_manifest(self, manifest: Manifest, signature: "ManifestSignature | None" = None,
+                     public_key: "PublicKey | None" = None) -> int:
+        """Commit a version whose blobs are all uploaded: 201 created, 200 identical retry. A publisher
+        `signature` goes in X-Nnpm-Signature, its key (registered by a new package's first publish) beside it."""
+        headers = {"Content-Type": "application/json"}
+        if signature is not None:
+            headers["X-Nnpm-Signature"] = signature.header()
+        if public_key is not None:
+            headers["X-Nnpm-Public-Key"] = public_key.to_dict()["public"]
         status, _, _ = self._call("PUT", f"/packages/{_name(manifest.name)}/{_version(manifest.version)}",
-                                  headers={"Content-Type": "application/json"}, content=manifest.to_json(),
-                                  ok=(200, 201))
+                                  headers=headers, content=manifest.to_json(), ok=(200, 201))
         return status
-
-    def yank(self, name: str, version: str, reason: str) -> dict:
-        """Mark a version yanked (PEP 592) with a reason; returns the version object."""
-        return self._get_json("POST", f"/packages/{_name(name)}/{_version(version)}/yank", "yank",
-                              content=json.dumps({"reason": reason}).encode(),
-                              headers={"Content-Type": "application/json"})
-
-    def unyank(self, name: str, version: str) -> dict:
-        """Undo a yank; returns the version object."""
-        return self._get_json("DELETE", f"/packages/{_name(name)}/{_version(version)}/yank", "unyank")
-
-    def add_owner(self, name: str, user: str) -> list[str]:
-        """Let another user publish and yank a package; returns the owners."""
-        data = self._get_json("PUT", f"/packages/{_name(name)}/owners/{_seg(user)}", "owners")
-        return list(data.get("owners") or [])
-
-    def remove_owner(self, name: str, user: str) -> list[str]:
-        """Take a user's rights to a package away (the last owner stays); returns the owners."""
-        data = self._get_json("DELETE", f"/packages/{_name(name)}/owners/{_seg(user)}", "owners")
-        return list(data.get("owners") or [])
-
-    def tokens(self) -> list[dict]:
-        """The caller's API tokens: id, created_at, last_used_at, prefix, current (never the tokens)."""
-        items = self._get_json("GET", "/tokens", "tokens").get("tokens")
-        return [t for t in items if isinstance(t, dict)] if isinstance(items, list) else []
-
-    def revoke_token(self, token_id: int) -> None:
-        """Revoke one of the caller's tokens (the one in use too)."""
-        self._get_json("DELETE", f"/tokens/{int(token_id)}", "revoke")
 
     # -- packument cache -----------------------------------------------------------------------

@@ -34,3 +34,11 @@ MAX_SIGNATURE_PORTS = 10_000     # inputs or outputs of one graph
 MAX_BLOB_BYTES = 8 * GIB         # one uploaded file (a registry's default cap)
 MAX_PACKUMENT_BYTES = 64 * MIB   # a packument or other JSON answer the client reads
 MAX_ERROR_BODY_BYTES = 64 * KIB  # an error answer the client reads
+
+# air-gapped bundles (nnpm/format/bundle.py): the metadata is held in memory, the blobs are streamed
+MAX_BUNDLE_JSON_BYTES = 16 * MIB      # bundle.json
+MAX_TUF_METADATA_BYTES = 16 * MIB     # one TUF metadata file (a bin lists many packuments)
+MAX_BUNDLE_METADATA_BYTES = 1 * GIB   # bundle.json, TUF files and packuments together
+MAX_BUNDLE_MEMBERS = 1_000_000        # members of one bundle
+MAX_BUNDLE_ROOTS = 1_000              # root versions in one bundle's chain
+MAX_BUNDLE_BYTES = 16 * 1024 * GIB    # the members' bytes together (a blob obeys MAX_FILE_SIZE)

@@ -41,8 +41,10 @@ from nnpm.errors import (
 )
 from nnpm.format.manifest import MANIFEST_NAME, Manifest, Signature
 from registry_server.db.tables import Owner, Package, Release, User, version_key
+from registry_server.services import index
 from registry_server.services.blobs import claim_for_publish
 from registry_server.services.catalog import find_package, find_version, manifest_of
+from registry_server.services.keys import SignedPublish, check_publish, recheck_publish, register_first_key, stamp
 from registry_server.services.owners import is_owner
 from registry_server.services.pipelines import signature_json, wiring_signature
 from registry_server.services.readme import readme_text, render_bounded
@@ -150,12 +152,8 @@ def _check_contents(session: Session, store: BlobStore, settings: ServerSettings
     return signature, None
 
 
-def publish(session: Session, store: BlobStore, settings: ServerSettings, user: User,
-            name: str, version: str, body: bytes, *, workers: WorkerPool | None = None) -> tuple[int, Release]:
-    """Validate and commit one version; (201, row) when created, (200, row) for an identical retry.
-
-    `workers`: the pool of pre-started model-reading workers (services/workers.py); without
-    one, a worker process is started for this publish alone."""
+def _manifest_for_url(body: bytes, settings: ServerSettings, name: str, version: str) -> tuple[Manifest, str, bytes]:
+    """The strictly parsed manifest of the URL's package and version, its normalised version and canonical bytes."""
     manifest = parse_manifest(body, settings)
     if manifest.name != name:
         raise ManifestError(f"the manifest is for package {manifest.name!r}, not {name!r}", key="package.name",
@@ -167,15 +165,28 @@ def publish(session: Session, store: BlobStore, settings: ServerSettings, user: 
         raise ManifestError(f"the version is {len(version)} characters long; this registry takes at most "
                             f"{MAX_VERSION_LENGTH}", key="package.version")
     try:
-        canonical = manifest.to_json()
+        return manifest, version, manifest.to_json()
     except UnicodeEncodeError:  # a lone surrogate ("\ud800") in some string
         raise ManifestError("the manifest holds text that is not valid Unicode (a lone surrogate)",
                             file=MANIFEST_NAME) from None
+
+
+def publish(session: Session, store: BlobStore, settings: ServerSettings, user: User,
+            name: str, version: str, body: bytes, *, workers: WorkerPool | None = None,
+            signed: SignedPublish | None = None) -> tuple[int, Release]:
+    """Validate and commit one version; (201, row) when created, (200, row) for an identical retry.
+
+    `workers`: the pool of pre-started model-reading workers (services/workers.py); without
+    one, a worker process is started for this publish alone. `signed`: the publisher's
+    signature (services/keys.py), checked against the package's keys before the slow checks."""
+    manifest, version, canonical = _manifest_for_url(body, settings, name, version)
     digest = hashlib.sha256(canonical).hexdigest()
 
-    settled = _settled(session, find_package(session, name), user, version, digest)
+    pkg = find_package(session, name)
+    settled = _settled(session, pkg, user, version, digest)
     if settled is not None:
         return settled
+    check_publish(session, pkg, signed, canonical, f"{name} {version}")
     session.commit()  # end the read transaction: no connection waits on the blob store or the worker
     claim_for_publish(session, manifest, store)
     check_blobs(manifest, store)
@@ -192,9 +203,14 @@ def publish(session: Session, store: BlobStore, settings: ServerSettings, user: 
                 session.add(pkg)
                 session.flush()  # on PostgreSQL this waits for a concurrent creator of the name to finish
                 session.add(Owner(package_id=pkg.id, user_id=user.id))
-            row = _version_row(manifest, version, canonical, digest, signature, measured)
+                register_first_key(session, pkg, signed, user)
+            else:  # an owner may have removed the signer's key while the worker ran
+                recheck_publish(session, pkg, signed, f"{name} {version}")
+            row = version_row(manifest, version, canonical, digest, signature, measured)
             row.package_id = pkg.id
+            stamp(row, user, signed)
             session.add(row)
+            index.packages_changed(session, [name])   # the signed index names the new version in the same commit
             session.commit()
             return 201, row
         except DbIntegrityError:
@@ -207,9 +223,9 @@ def publish(session: Session, store: BlobStore, settings: ServerSettings, user: 
 
 def publish_version(session: Session, store: BlobStore, settings: ServerSettings, user: User,
                     name: str, version: str, body: bytes, *,
-                    workers: WorkerPool | None = None) -> tuple[int, Release]:
+                    workers: WorkerPool | None = None, signed: SignedPublish | None = None) -> tuple[int, Release]:
     """`publish`, then the version's README rendered once and stored with it (when that is not done yet)."""
-    status, row = publish(session, store, settings, user, name, version, body, workers=workers)
+    status, row = publish(session, store, settings, user, name, version, body, workers=workers, signed=signed)
     if row.readme_html is None:
         try:
             store_readme(session, store, settings, row)
@@ -247,8 +263,8 @@ def _settled(session: Session, pkg: Package | None, user: User, version: str,
     return _same_or_conflict(existing, digest, pkg.name, version)
 
 
-def _version_row(manifest: Manifest, version: str, canonical: bytes, digest: str, signature: Signature | None,
-                 measured: dict | None) -> Release:
+def version_row(manifest: Manifest, version: str, canonical: bytes, digest: str, signature: Signature | None,
+                measured: dict | None) -> Release:
     """A new Release row (a fresh object per attempt: a rolled-back one may keep a stale id)."""
     return Release(version=version, version_key=version_key(version), manifest_json=canonical.decode(),
                    manifest_sha256=digest, description=_storable(manifest.project.description),
