@@ -121,17 +121,22 @@ def main() -> int:
         nnpm("pack", str(examples / name), "-o", str(packs / f"{name}.nnpm"), home=author)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
+    step("sign the registry's index (TUF): offline root keys, an online key for every change")
+    nnpm("registry", "keys", "init", "--data", str(work / "registry"), "--root-keys", str(work / "root-keys"),
+         home=author)
     step(f"start a registry on {url} (SQLite + a blob folder)")
     server = start_registry(work / "registry", port, author)
     try:
         token = nnpm("registry", "user", "add", "demo", "--data", str(work / "registry"),
                      home=author, capture=True).strip().splitlines()[-1]
         nnpm("login", "--registry", url, "--token", token, home=author)
-        step("publish the examples")
+        step("make a publisher key, then publish the examples signed with it")
+        nnpm("keys", "generate", home=author)
         for name in PUBLISH_ORDER:
-            nnpm("publish", str(examples / name), home=author)
-        step("install from the registry into a fresh NNPM_HOME")
-        nnpm("install", "resnet18", "digits-classifier", "imagenet-classifier", "--registry", url, home=user)
+            nnpm("publish", "--sign", str(examples / name), home=author)
+        step("install from the registry into a fresh NNPM_HOME: the index and every signature verified")
+        nnpm("install", "resnet18", "digits-classifier", "imagenet-classifier", "--registry", url,
+             "--require-signatures", home=user)
         nnpm("list", home=user)
         nnpm("info", "digits", "--registry", url, home=user)
         step("variants: the registry measured each precision of resnet18 (drift, latency) at publish")

@@ -47,11 +47,13 @@ def run(argv: list[str], prog: str = "python -m registry_server.tufadmin") -> st
     return rotate(settings, args.root_keys, args.new_root_keys, args.new_online_key, args.threshold, args.count)
 
 
-def _sessions(settings: ServerSettings):
+def _sessions(settings: ServerSettings, *, create: bool = False):
     from nnpm.errors import ConfigError
     from registry_server.db.engine import make_engine, session_factory
 
-    if settings.database_url.startswith("sqlite:///"):
+    if create and settings.data_dir is not None:   # init before the first serve, as `registry user add` may
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    elif settings.database_url.startswith("sqlite:///"):
         if not Path(settings.database_url.removeprefix("sqlite:///")).is_file():
             raise ConfigError(f"there is no registry database in {settings.data_dir}",
                               hint="pass the registry's --data folder, or its --database-url")
@@ -72,7 +74,7 @@ def init(settings: ServerSettings, root_dir: Path, threshold: int, count: int) -
     if online_path.exists() or key_files(root_dir):
         raise ConfigError(f"{online_path if online_path.exists() else root_dir} already holds TUF keys; "
                           "nothing was overwritten", hint="use 'nnpm registry keys rotate' to change keys")
-    engine, sessions = _sessions(settings)
+    engine, sessions = _sessions(settings, create=True)
     try:
         root_signers, online = [generate() for _ in range(count)], generate()
         with sessions() as session:

@@ -22,7 +22,11 @@ DIGEST = "ab" * 32
 
 
 def _client(handler, **kw) -> RegistryClient:
-    return RegistryClient(URL, token=TOKEN, transport=httpx.MockTransport(handler), **kw)
+    """A client of a registry without a signed index (404 on /tuf/, as one without keys answers)."""
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(404) if request.url.path.startswith("/tuf/") else handler(request)
+
+    return RegistryClient(URL, token=TOKEN, transport=httpx.MockTransport(answer), **kw)
 
 
 
@@ -247,3 +251,12 @@ def test_put_manifest_returns_status_and_sends_canonical_json() -> None:
         assert c.put_manifest(manifest) == 201
         assert c.put_manifest(manifest) == 200
     assert bodies[0] == manifest.to_json()
+
+
+def test_a_registry_answering_tuf_paths_with_other_json_is_used_unpinned(tmp_path: Path) -> None:
+    body = {"name": "x", "versions": []}
+    transport = httpx.MockTransport(lambda r: httpx.Response(200, json=body))
+    with RegistryClient(URL, transport=transport, cache_dir=tmp_path / "cache") as c:
+        assert c.packument("x") == Packument("x", ())
+        assert c.trusted_index() is None
+    assert not list((tmp_path / "trust").rglob("root.json"))

@@ -41,6 +41,9 @@ def info(
         machine = machine_text(data.get("measured"))
         out.print("  " + literal(f"measured by the registry on {machine}, one thread" if machine
                                  else "not measured by the registry"))
+    if data.get("publisher") or data.get("signer"):
+        out.print("  " + literal(f"published by {data.get('publisher') or 'unknown'}, "
+                                 + (f"signed by {data['signer']}" if data.get("signer") else "unsigned")))
     if data.get("versions"):
         out.print("  versions: " + ", ".join(v + (" (yanked)" if y else "") for v, y in data["versions"]))
     if data.get("registry_unreachable"):

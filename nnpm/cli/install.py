@@ -109,8 +109,12 @@ def _report(inst: "Installer", result) -> None:
     for warning in result.warnings:
         print(f"warning: {literal(warning)}", file=sys.stderr)
     upgraded = {name: old for name, old, _ in result.upgraded}
+    locked = inst.env.lock().packages if result.installed else {}
     for name, version in result.installed:
-        say(f"upgraded {name} {upgraded[name]} -> {version}" if name in upgraded else f"installed {name} {version}")
+        signer = getattr(locked.get(name), "signer", "")
+        signed = f" (signed by {signer[:19]}…)" if signer else ""
+        say(f"upgraded {name} {upgraded[name]} -> {version}{signed}" if name in upgraded
+            else f"installed {name} {version}{signed}")
         if name in result.variants:
             say(f"  variant {literal(result.variants[name].variant)}: {literal(result.variants[name].reason)}")
     for name, version in result.removed:

@@ -129,7 +129,10 @@ class TrustedIndex:
             data = _first_contact(http, url)
             if data is None:
                 return None
-            pin_root(trust_dir, url, data, f"the root of {safe_url(url)}", replace=False)
+            try:
+                pin_root(trust_dir, url, data, f"the root of {safe_url(url)}", replace=False)
+            except ConfigError:   # not TUF at all (a server that answers every path): no index to pin, as a 404
+                return None
         return cls(url, folder, http)
 
     def packument_bytes(self, name: str) -> bytes | None:

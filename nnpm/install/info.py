@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from nnpm.errors import NnpmError, NotFoundError, NotInstalledError, RegistryError, SpecError
 from nnpm.format.spec import parse_spec
+
+if TYPE_CHECKING:
+    from nnpm.format.packument import Packument, Release
 
 
 def describe(spec: str, *, env: str | None = None, registry: str | None = None) -> dict:
@@ -17,6 +22,7 @@ def describe(spec: str, *, env: str | None = None, registry: str | None = None) 
     name, version = parsed.name, str(parsed.pinned) if parsed.pinned else None
     settings = load_settings(env=env, registry=registry)
     signature = measured = installed_variant = None
+    provenance: dict = {}
     try:
         env = open_env(settings=settings)
         pkg = env.get(name, version)
@@ -45,6 +51,7 @@ def describe(spec: str, *, env: str | None = None, registry: str | None = None) 
             shown = version or (manifest or {}).get("package", {}).get("version")
             release = packument.release(shown) if shown else packument.latest
             measured = release.measured if release is not None else None
+            provenance = _provenance(packument, release) if release is not None else provenance
             if manifest is None and release is not None:
                 manifest = release.manifest_data
                 if release.signature is not None:
@@ -55,7 +62,19 @@ def describe(spec: str, *, env: str | None = None, registry: str | None = None) 
     return {"name": name, "manifest": manifest, "signature": signature or (manifest or {}).get("signature"),
             "installed_path": path, "installed_variant": installed_variant, "versions": versions,
             "variants": _variants(manifest, measured), "measured": measured,
-            "registry_unreachable": offline}
+            "registry_unreachable": offline, **provenance}
+
+
+def _provenance(packument: "Packument", release: "Release") -> dict:
+    """Who published a release and which registered key signed it (verified here), or why it does not verify."""
+    from nnpm.errors import SignatureError
+
+    try:
+        key = packument.publisher_key(release)
+        signer = key.keyid if key is not None else None
+    except SignatureError as exc:
+        signer = f"INVALID: {exc.message}"
+    return {"publisher": release.publisher, "signer": signer}
 
 
 def _variants(manifest_data: dict, measured: dict | None) -> list[dict]:
