@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ("## A short tour", "## Use models in your application")
+SECTIONS = ("## A short tour", "## Use models in your application", "## Trust: signed packages, a signed index, offline bundles")
 LINKED = (".venv", "examples", "Makefile", "nnpm", "registry_server")
 
 
@@ -74,5 +74,8 @@ def test_every_command_of_the_tour_runs_verbatim(tmp_path: Path) -> None:
     assert "resnet18" in out and "digits-classifier" in out
     assert "locked digits-classifier 1.0.0" in out and "project my-app" in out   # the application's project
     synced = [line for line in out.splitlines() if line.startswith("project my-app:")]
-    assert len(synced) == 4 and "0 blobs fetched" in synced[-1], synced   # the clone downloads nothing
+    # the clone downloads nothing; nor does the air-gapped sync, from its imported bundle with no registry at all
+    assert len(synced) == 5 and "0 blobs fetched" in synced[-2] and "0 blobs fetched" in synced[-1], synced
+    assert "published my-model 0.2.0" in out and "installed my-model 0.2.0 (signed by sha256:" in out
+    assert "published by alice, signed by sha256:" in out and "publisher signature" in out   # info; the import
     assert not (work / "tour" / "my-model" / "nnpm.toml").read_text().count('name = "model"')

@@ -74,14 +74,21 @@ def _show_keys(name: str, keys: list[dict]) -> None:
 @key_app.command("add")
 def key_add(
     name: str = typer.Argument(..., help="Package name."),
-    keyfile: Path = typer.Argument(..., help="The public key: a .pub file 'nnpm keys generate' wrote."),
+    keyfile: str = typer.Argument(..., help="The public key: a .pub file, or the NAME of a key "
+                                  "'nnpm keys generate' made here."),
     registry: str = REGISTRY,
     token: str = TOKEN,
 ) -> None:
     """Register a publisher key: signed versions of the package must be signed by a registered key."""
     from nnpm.format.signing import PublicKey
 
-    key = PublicKey.from_pem(keyfile.read_bytes(), source=str(keyfile))
+    path = Path(keyfile).expanduser()
+    if not path.is_file() and "/" not in keyfile:   # a local key's name: its .pub beside the private key
+        from nnpm.author.keys import key_path
+        from nnpm.config import home_dir
+
+        path = key_path(home_dir(), keyfile).with_suffix(".pub")
+    key = PublicKey.from_pem(path.read_bytes(), source=str(path))
     with registry_client(registry, token) as client:
         _, keys = client.add_package_key(_name(name), key)
     say(f"registered {key.keyid} for {_name(name)}")

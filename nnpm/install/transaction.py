@@ -190,7 +190,7 @@ class Installer:
             manifest = locals_[name].manifest if name in locals_ else cand.release.manifest
             check_runtime(manifest)
             manifests[name] = manifest
-        signed = self._signatures(chosen, seen, locals_)   # before anything is fetched or written
+        signed = self._signatures(chosen, seen, locals_, _asked_or_changed(chosen, current, requested))
         flags = {n for n, p in current.packages.items() if p.requested} | requested
         sources = {n: (locals_[n].source if n in locals_ else self._source()) for n in manifests}
         variants = self._choose_variants(manifests, chosen, current, policy, requested)
@@ -201,15 +201,16 @@ class Installer:
                            if n in current.packages and current.packages[n].version != v]
         return result
 
-    def _signatures(self, chosen: dict, packuments: dict, locals_: dict) -> dict[str, dict[str, str]]:
-        """Each registry release's publisher signature, verified against its packument's keys (a SignatureError
-        aborts the install); unsigned ones refused when signatures are required. Folders, archives and OCI
-        artifacts the user named carry none and are not refused."""
+    def _signatures(self, chosen: dict, packuments: dict, locals_: dict, checked: set[str]) -> dict[str, dict[str, str]]:
+        """Each registry release's publisher signature, verified against its packument's keys before anything is
+        fetched or written (a SignatureError aborts the install); when signatures are required, unsigned ones
+        among `checked` (asked for, or changing) are refused, as pip's --require-hashes checks what it installs.
+        Folders, archives and OCI artifacts the user named carry none and are not refused."""
         from nnpm.install.signatures import refuse_unsigned, release_signature
 
         out = {n: release_signature(packuments[n], c.release) for n, c in chosen.items() if n not in locals_}
         if self.settings.require_signatures:
-            refuse_unsigned([n for n, fields in out.items() if not fields])
+            refuse_unsigned([n for n, fields in out.items() if not fields and n in checked])
         return out
 
     def _choose_variants(self, manifests: dict[str, Manifest], chosen: dict, current: Lock, policy: Policy,
@@ -367,3 +368,9 @@ def _closure(roots: set[str], packages: dict[str, LockedPackage], manifest_of) -
         seen.add(name)
         todo.extend(manifest_of(packages[name]).project.dependencies)
     return seen
+
+
+def _asked_or_changed(chosen: dict, current: Lock, requested: set[str]) -> set[str]:
+    """The packages an install asks for or changes: the ones `--require-signatures` holds to account."""
+    return {n for n, c in chosen.items()
+            if n in requested or n not in current.packages or current.packages[n].version != str(c.version)}
