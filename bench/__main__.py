@@ -12,7 +12,7 @@ import time
 import traceback
 from pathlib import Path
 
-from bench import finetune, install, oci, pipeline, projects, publish, registry, resolver, startup, variants
+from bench import finetune, install, oci, pipeline, projects, publish, registry, resolver, startup, trust, variants
 from bench.common import ROOT, Row, fmt, log, versions
 from bench.world import World
 
@@ -27,6 +27,7 @@ GROUPS = {
     "projects": projects.bench,
     "finetune": finetune.bench,
     "oci": oci.bench,
+    "trust": trust.bench,
 }
 RESULTS = Path(__file__).resolve().parent / "results.json"
 

@@ -24,6 +24,7 @@ import httpx
 from nnpm.client.httperrors import error_for_request_error, safe_url
 from nnpm.errors import ConfigError, IndexTrustError, RegistryError
 from nnpm.fsutil import atomic_path, atomic_write, remove_tree
+from nnpm.format.tufverify import load_tuf
 
 PIN = "root.json"
 MAX_ROOT_BYTES = 512_000
@@ -37,6 +38,7 @@ def pin_dir(trust_dir: Path, url: str) -> Path:
 
 def check_root(data: bytes, source: str) -> None:
     """ConfigError unless `data` is TUF root metadata; IndexTrustError unless signed by its own threshold."""
+    load_tuf()
     from tuf.api.exceptions import UnsignedMetadataError
     from tuf.api.metadata import Metadata, Root
 
@@ -86,6 +88,7 @@ def _first_contact(http: httpx.Client, url: str) -> bytes | None:
 
 def _fetcher(http: httpx.Client) -> Any:
     """A python-tuf FetcherInterface over the client's own httpx.Client (its transport, TLS and timeouts)."""
+    load_tuf()
     from tuf.api.exceptions import DownloadHTTPError
     from tuf.ngclient import FetcherInterface
 
@@ -145,6 +148,7 @@ class TrustedIndex:
 
     def _refreshed(self) -> Any:
         if self._updater is None:
+            load_tuf()
             from tuf.ngclient import Updater, UpdaterConfig
 
             (self.folder / "metadata").mkdir(parents=True, exist_ok=True)

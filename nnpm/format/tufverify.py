@@ -24,6 +24,26 @@ from nnpm.errors import IndexTrustError
 TARGET_PREFIX = "packuments/"
 
 
+def load_tuf() -> None:
+    """Import python-tuf without the cloud SDKs it would pick up for KMS signers nnpm never uses.
+
+    securesystemslib imports boto3 for its AWS signer whenever boto3 is installed (the registry's
+    `[s3]` extra brings it): ~90 ms of a client command that only verifies. The import is kept
+    from finding it while tuf loads, then undone, so a later `import boto3` works as ever."""
+    import sys
+
+    if "tuf.api.metadata" in sys.modules:
+        return
+    blocked = [name for name in ("boto3", "botocore") if name not in sys.modules]
+    sys.modules.update(dict.fromkeys(blocked))   # None: `import boto3` raises ImportError meanwhile
+    try:
+        import tuf.api.metadata  # noqa: F401
+    finally:
+        for name in blocked:
+            if sys.modules.get(name) is None:
+                sys.modules.pop(name, None)
+
+
 def target_path(name: str) -> str:
     """The TUF target path of a package's packument."""
     return f"{TARGET_PREFIX}{name}.json"
@@ -31,6 +51,7 @@ def target_path(name: str) -> str:
 
 def role_of(targets: bytes, name: str) -> str:
     """The role that signs a package's packument: the bin targets' succinct delegation names, else targets."""
+    load_tuf()
     from tuf.api.metadata import Targets
 
     delegations = _load(Targets, "targets", targets).signed.delegations
@@ -77,6 +98,7 @@ def _load(kind: type, role: str, data: bytes) -> Any:
 
 def root_version(data: bytes) -> int:
     """The version of root metadata bytes (IndexTrustError when they are not root metadata)."""
+    load_tuf()
     from tuf.api.metadata import Root
 
     return _load(Root, "root", data).signed.version
@@ -85,6 +107,7 @@ def root_version(data: bytes) -> int:
 def verify_root_chain(trusted: bytes, roots: dict[int, bytes]) -> Any:
     """The final Root: `trusted` (self-signed), then each newer root of `roots` in turn, signed by the
     previous one's threshold and by its own. Versions after the trusted one must follow without a gap."""
+    load_tuf()
     from tuf.api.metadata import Root
 
     current = _load(Root, "root", trusted)
@@ -120,6 +143,7 @@ def verify_index(trusted_root: bytes, roots: dict[int, bytes], roles: dict[str, 
 
     `roles` holds timestamp, snapshot, targets and bins-XX bytes; `packuments` maps canonical
     names to the bytes the registry signed."""
+    load_tuf()
     from tuf.api.metadata import Snapshot, Targets, Timestamp
 
     root = verify_root_chain(trusted_root, roots)
