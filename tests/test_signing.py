@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import replace
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from nnpm.author.publish import publish
 from nnpm.client.api import RegistryClient
 from nnpm.config import Settings
 from nnpm.format.packument import Packument
-from nnpm.format.signing import ManifestSignature, PublicKey, sign_manifest
+from nnpm.format.signing import ManifestSignature, PublicKey, sign_key_change, sign_manifest
 from nnpm.install.env import Environment
 from nnpm.install.transaction import Installer
 
@@ -153,30 +154,60 @@ def test_an_unsigned_package_is_recorded_unsigned(shared_api, tmp_path: Path) ->
     assert not (tmp_path / "strict" / "envs" / "default" / "nnpm.lock").exists()
 
 
+def _approval(signer, action: str, package: str, keyid: str, when: str | None = None) -> tuple:
+    when = when or datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return sign_key_change(signer, action, package, keyid, when), when
+
+
 def test_key_rotation_keeps_old_signatures_and_retires_the_old_key(shared_api, tmp_path: Path) -> None:
     token, carol, old, new = shared_api.add_user("alice"), shared_api.add_user("carol"), _key(), _key()
     _publish(shared_api, token, tmp_path, "rotated", signer=old)
     old_pub, new_pub = local_keys.public_of(old), local_keys.public_of(new)
-    with shared_api.client(token) as http:
-        body = {"pem": new_pub.to_pem().decode()}
-        assert http.post("/api/v1/packages/rotated/keys", json=body).status_code == 201
-        assert http.post("/api/v1/packages/rotated/keys", json=body).status_code == 200   # idempotent
+    with shared_api.registry_client(token) as client:   # once a package has keys, changing them takes one
+        client.add_package_key("rotated", new_pub, _approval(old, "add", "rotated", new_pub.keyid))
+        client.add_package_key("rotated", new_pub, _approval(old, "add", "rotated", new_pub.keyid))   # idempotent
     with shared_api.client(carol) as http:
         r = http.post("/api/v1/packages/rotated/keys", json={"public": new_pub.to_dict()["public"]})
         assert r.status_code == 403 and r.json()["error"] == "forbidden"
     _publish(shared_api, token, tmp_path, "rotated", "2.0.0", signer=new)
     with shared_api.registry_client(token) as client:
-        removed, keys = client.remove_package_key("rotated", old_pub.keyid)
+        removed, keys = client.remove_package_key("rotated", old_pub.keyid,
+                                                  _approval(new, "remove", "rotated", old_pub.keyid))
         assert removed["removed_at"] and [k["keyid"] for k in keys if not k["removed_at"]] == [new_pub.keyid]
         with pytest.raises(E.NotFoundError):
-            client.remove_package_key("rotated", old_pub.keyid)
+            client.remove_package_key("rotated", old_pub.keyid, _approval(new, "remove", "rotated", old_pub.keyid))
         packument = client.packument("rotated")
     assert [packument.publisher_key(r) for r in packument.releases] == [old_pub, new_pub]
     with pytest.raises(E.SignatureError, match="not registered"):
         _publish(shared_api, token, tmp_path, "rotated", "3.0.0", signer=old)
     with shared_api.registry_client(token) as client:   # no key left: unsigned publishes are taken again
-        client.remove_package_key("rotated", new_pub.keyid)
+        client.remove_package_key("rotated", new_pub.keyid, _approval(new, "remove", "rotated", new_pub.keyid))
     assert _publish(shared_api, token, tmp_path, "rotated", "3.0.0").created
+
+
+def test_a_stolen_token_can_neither_add_its_own_key_nor_remove_the_owners(shared_api, tmp_path: Path) -> None:
+    token, owners_key, thief = shared_api.add_user("dora"), _key(), _key()
+    _publish(shared_api, token, tmp_path, "vaulted", signer=owners_key)
+    thief_pub, owners_pub = local_keys.public_of(thief), local_keys.public_of(owners_key)
+    hour_ago = (datetime.now(timezone.utc) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    with shared_api.registry_client(token) as client:
+        attempts = [lambda: client.add_package_key("vaulted", thief_pub),   # the token alone
+                    lambda: client.add_package_key("vaulted", thief_pub,   # approved by the thief's own key
+                                                   _approval(thief, "add", "vaulted", thief_pub.keyid)),
+                    lambda: client.add_package_key("vaulted", thief_pub,   # a real approval of another change
+                                                   _approval(owners_key, "add", "vaulted", owners_pub.keyid)),
+                    lambda: client.add_package_key("vaulted", thief_pub,   # a real approval, long expired
+                                                   _approval(owners_key, "add", "vaulted", thief_pub.keyid, hour_ago)),
+                    lambda: client.remove_package_key("vaulted", owners_pub.keyid)]
+        for attempt in attempts:
+            with pytest.raises(E.SignatureError) as caught:
+                attempt()
+            assert caught.value.status == 403
+        assert [k["keyid"] for k in client.package_keys("vaulted")] == [owners_pub.keyid]
+    with pytest.raises(E.SignatureError):
+        _publish(shared_api, token, tmp_path, "vaulted", "2.0.0")
+    with pytest.raises(E.SignatureError):
+        _publish(shared_api, token, tmp_path, "vaulted", "2.0.0", signer=thief)
 
 
 class _Tampering(RegistryClient):

@@ -37,6 +37,29 @@ def signing_key(key: str | None) -> Any:
     return load_private_key(path, passphrase)
 
 
+def key_change_approval(client: Any, package: str, action: str, keyid: str, key: str | None) -> tuple | None:
+    """(signature, time) approving a change of `package`'s keys, signed by one of its active keys found here
+    (or `--key`); None when the package has no active key (its first key needs none)."""
+    from datetime import datetime, timezone
+
+    from nnpm.author.keys import list_keys
+    from nnpm.config import home_dir
+    from nnpm.errors import ConfigError
+    from nnpm.format.signing import sign_key_change
+
+    active = {k.get("keyid") for k in client.package_keys(package) if not k.get("removed_at")}
+    if not active:
+        return None
+    if key is None:
+        mine = [k.name for k in list_keys(home_dir()) if k.public is not None and k.public.keyid in active]
+        if not mine:
+            raise ConfigError(f"{package} has publisher keys and none of them is on this machine; changing them "
+                              "takes one of them", hint="pass --key NAME|PATH of a key registered for it")
+        key = mine[0]
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return sign_key_change(signing_key(key), action, package, keyid, when), when
+
+
 @keys_app.command("generate")
 def generate(
     name: str = typer.Argument("default", help="The key's name: NNPM_HOME/keys/NAME.key and NAME.pub."),

@@ -76,6 +76,8 @@ def key_add(
     name: str = typer.Argument(..., help="Package name."),
     keyfile: str = typer.Argument(..., help="The public key: a .pub file, or the NAME of a key "
                                   "'nnpm keys generate' made here."),
+    key_opt: str = typer.Option(None, "--key", help="Approve with this registered key (NAME or PATH); default: "
+                                "one of the package's keys found here. Not needed for a package's first key."),
     registry: str = REGISTRY,
     token: str = TOKEN,
 ) -> None:
@@ -89,8 +91,11 @@ def key_add(
 
         path = key_path(home_dir(), keyfile).with_suffix(".pub")
     key = PublicKey.from_pem(path.read_bytes(), source=str(path))
+    from nnpm.cli.keys import key_change_approval
+
     with registry_client(registry, token) as client:
-        _, keys = client.add_package_key(_name(name), key)
+        approval = key_change_approval(client, _name(name), "add", key.keyid, key_opt)
+        _, keys = client.add_package_key(_name(name), key, approval)
     say(f"registered {key.keyid} for {_name(name)}")
     _show_keys(_name(name), keys)
 
@@ -107,13 +112,18 @@ def key_list(name: str = typer.Argument(..., help="Package name."), registry: st
 def key_remove(
     name: str = typer.Argument(..., help="Package name."),
     keyid: str = typer.Argument(..., help="The key id ('sha256:…') 'nnpm owner key list' shows."),
+    key_opt: str = typer.Option(None, "--key", help="Approve with this registered key (NAME or PATH); default: "
+                                "one of the package's keys found here."),
     registry: str = REGISTRY,
     token: str = TOKEN,
 ) -> None:
     """Stop a key signing new versions (what it signed still verifies); with no key left, unsigned publishes
     are taken again."""
+    from nnpm.cli.keys import key_change_approval
+
     with registry_client(registry, token) as client:
-        _, keys = client.remove_package_key(_name(name), keyid)
+        approval = key_change_approval(client, _name(name), "remove", keyid, key_opt)
+        _, keys = client.remove_package_key(_name(name), keyid, approval)
     say(f"removed {keyid} from {_name(name)}")
     _show_keys(_name(name), keys)
 

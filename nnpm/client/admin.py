@@ -71,14 +71,24 @@ class AdminCalls:
         items = self._get_json("GET", f"/packages/{name_seg(name)}/keys", "keys").get("keys")
         return [k for k in items if isinstance(k, dict)] if isinstance(items, list) else []
 
-    def add_package_key(self, name: str, key: "PublicKey") -> tuple[dict, list[dict]]:
-        """Register a publisher key for a package (owners only); (the key's entry, every key)."""
+    def add_package_key(self, name: str, key: "PublicKey", approval: tuple | None = None) -> tuple[dict, list[dict]]:
+        """Register a publisher key for a package (owners only; once it has keys, `approval` = (signature, time)
+        by one of them); (the key's entry, every key)."""
         data = self._get_json("POST", f"/packages/{name_seg(name)}/keys", "keys", ok=(200, 201),
                               content=json.dumps({"public": key.to_dict()["public"]}).encode(),
-                              headers={"Content-Type": "application/json"})
+                              headers={"Content-Type": "application/json", **_approval_headers(approval)})
         return data.get("key") or {}, [k for k in data.get("keys") or [] if isinstance(k, dict)]
 
-    def remove_package_key(self, name: str, keyid: str) -> tuple[dict, list[dict]]:
-        """Stop a key signing new versions of a package (owners only); (the key's entry, every key)."""
-        data = self._get_json("DELETE", f"/packages/{name_seg(name)}/keys/{seg(keyid)}", "keys")
+    def remove_package_key(self, name: str, keyid: str, approval: tuple | None = None) -> tuple[dict, list[dict]]:
+        """Stop a key signing new versions of a package (owners only, approved as for adding one)."""
+        data = self._get_json("DELETE", f"/packages/{name_seg(name)}/keys/{seg(keyid)}", "keys",
+                              headers=_approval_headers(approval))
         return data.get("key") or {}, [k for k in data.get("keys") or [] if isinstance(k, dict)]
+
+
+def _approval_headers(approval: tuple | None) -> dict[str, str]:
+    """The headers of a key change approved by an active key: its signature and the time it names."""
+    if approval is None:
+        return {}
+    signature, when = approval
+    return {"X-Nnpm-Approval": signature.header(), "X-Nnpm-Approval-Time": when}

@@ -22,6 +22,8 @@ from typing import Any
 from nnpm.errors import SignatureError
 
 CONTEXT = b"nnpm manifest signature v1\n"
+APPROVAL_CONTEXT = b"nnpm key change v1\n"
+APPROVAL_WINDOW = 300   # seconds an approval's time may be from the registry's clock
 KEYID_RE = re.compile(r"^sha256:[0-9a-f]{64}\Z")
 RAW_KEY_BYTES = 32
 SIG_BYTES = 64
@@ -142,23 +144,45 @@ class ManifestSignature:
 
     def verify(self, key: PublicKey, manifest_bytes: bytes, *, what: str) -> None:
         """SignatureError unless this signature, by this very key, is over these manifest bytes."""
+        if key.keyid != self.keyid:
+            raise SignatureError(f"{what} is signed by key {short(self.keyid)}, not by {short(key.keyid)}",
+                                 keyid=self.keyid)
+        if not self.verifies(key, signed_message(manifest_bytes)):
+            raise SignatureError(f"{what}: the publisher signature does not verify against its manifest "
+                                 f"(key {short(self.keyid)})", keyid=self.keyid,
+                                 hint="the manifest or its signature was changed after signing; do not use it")
+
+    def verifies(self, key: PublicKey, message: bytes) -> bool:
+        """Whether this is `key`'s signature of `message` (a key with another id never verifies)."""
         from cryptography.exceptions import InvalidSignature
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
         if key.keyid != self.keyid:
-            raise SignatureError(f"{what} is signed by key {short(self.keyid)}, not by {short(key.keyid)}",
-                                 keyid=self.keyid)
+            return False
         try:
-            Ed25519PublicKey.from_public_bytes(key.raw).verify(self.sig, signed_message(manifest_bytes))
+            Ed25519PublicKey.from_public_bytes(key.raw).verify(self.sig, message)
+            return True
         except (InvalidSignature, ValueError):
-            raise SignatureError(f"{what}: the publisher signature does not verify against its manifest "
-                                 f"(key {short(self.keyid)})", keyid=self.keyid,
-                                 hint="the manifest or its signature was changed after signing; do not use it") from None
+            return False
 
 
 def sign_manifest(private_key: Any, manifest_bytes: bytes) -> ManifestSignature:
     """Sign canonical manifest bytes with a `cryptography` Ed25519PrivateKey."""
+    return _sign(private_key, signed_message(manifest_bytes))
+
+
+def key_change_message(action: str, package: str, keyid: str, when: str) -> bytes:
+    """What an active key signs to approve adding or removing a package's key: action, package, key, time."""
+    return APPROVAL_CONTEXT + "\n".join((action, package, keyid, when)).encode()
+
+
+def sign_key_change(private_key: Any, action: str, package: str, keyid: str, when: str) -> ManifestSignature:
+    """An approval of `action` ("add" or "remove") of key `keyid` for `package` at `when` (ISO UTC)."""
+    return _sign(private_key, key_change_message(action, package, keyid, when))
+
+
+def _sign(private_key: Any, message: bytes) -> ManifestSignature:
     from cryptography.hazmat.primitives import serialization
 
     raw = private_key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return ManifestSignature(PublicKey(raw).keyid, private_key.sign(signed_message(manifest_bytes)))
+    return ManifestSignature(PublicKey(raw).keyid, private_key.sign(message))

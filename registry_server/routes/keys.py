@@ -5,7 +5,7 @@ Registered before the packages router, whose `/packages/{name}/{version}` would 
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
@@ -34,19 +34,22 @@ def get_keys(name: str, session: Session = Depends(get_session)) -> dict:
 
 @router.post("", status_code=201, summary="Register a publisher key (owners only)",
              responses={200: {"description": "the key was registered already"}, 201: {"description": "registered"}})
-def post_key(name: str, body: KeyRequest, user: User = Depends(current_user),
+def post_key(name: str, body: KeyRequest, request: Request, user: User = Depends(current_user),
              session: Session = Depends(get_session)) -> JSONResponse:
     pkg = catalog.require_package(session, catalog.url_name(name))
     require_owner(session, pkg, user)
-    created, entry = keys.add_key(session, pkg, user, keys.key_from_request(body.public, body.pem))
+    key = keys.key_from_request(body.public, body.pem)
+    keys.check_approval(session, pkg, "add", key.keyid, request.headers)
+    created, entry = keys.add_key(session, pkg, user, key)
     return JSONResponse({"key": entry, "keys": keys.list_keys(session, pkg)}, status_code=201 if created else 200)
 
 
 @router.delete("/{keyid}", summary="Remove a publisher key (owners only); what it signed still verifies",
                responses={404: {"description": "no such package, or no active key with this id"}})
-def delete_key(name: str, keyid: str, user: User = Depends(current_user),
+def delete_key(name: str, keyid: str, request: Request, user: User = Depends(current_user),
                session: Session = Depends(get_session)) -> dict:
     pkg = catalog.require_package(session, catalog.url_name(name))
     require_owner(session, pkg, user)
+    keys.check_approval(session, pkg, "remove", keyid, request.headers)
     entry = keys.remove_key(session, pkg, keyid)
     return {"key": entry, "keys": keys.list_keys(session, pkg)}

@@ -10,6 +10,7 @@ as rows with `removed_at`, so what they signed still verifies.
 from __future__ import annotations
 
 import base64
+from datetime import datetime, timezone
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -18,11 +19,13 @@ from sqlalchemy.exc import IntegrityError as DbIntegrityError
 from sqlalchemy.orm import Session
 
 from nnpm.errors import ManifestError, NotFoundError, SignatureError
-from nnpm.format.signing import KEYID_RE, ManifestSignature, PublicKey, short
+from nnpm.format.signing import APPROVAL_WINDOW, KEYID_RE, ManifestSignature, PublicKey, key_change_message, short
 from registry_server.db.tables import Package, PackageKey, Release, User, iso, utcnow
 from registry_server.services import index
 
 SIGNATURE_HEADER = "x-nnpm-signature"
+APPROVAL_HEADER = "x-nnpm-approval"            # "sha256:KEYID SIG": an active key's signature of the key change
+APPROVAL_TIME_HEADER = "x-nnpm-approval-time"  # the ISO UTC time the approval names
 PUBLIC_KEY_HEADER = "x-nnpm-public-key"
 MAX_HEADER = 200   # a key id and a base64 signature take 160 characters
 
@@ -117,6 +120,38 @@ def stamp(row: Release, user: User, signed: SignedPublish | None) -> None:
     if signed is not None:
         row.signer_keyid = signed.signature.keyid
         row.manifest_sig = base64.b64encode(signed.signature.sig).decode()
+
+
+def check_approval(session: Session, pkg: Package, action: str, keyid: str, headers: Mapping[str, str]) -> None:
+    """403 bad_signature unless a package with active keys has this key change approved by one of them.
+
+    A stolen API token must not be enough to add its own key (then publish signed) or to remove the
+    owners' keys (then publish unsigned): once a package has keys, changing them takes one of them.
+    A package without keys takes its first key on the token alone, as a new package takes its name."""
+    keys = active_keys(session, pkg.id)
+    if not keys:
+        return
+    hint = (f"approve it with a key registered for {pkg.name}: nnpm owner key {action} {pkg.name} ... --key NAME|PATH"
+            " (a lost last key: ask the registry's operator)")
+    value, when = headers.get(APPROVAL_HEADER), headers.get(APPROVAL_TIME_HEADER)
+    if not value or not when:
+        raise _refused(f"{pkg.name!r} has publisher keys: a key change must be approved by one of them", hint=hint)
+    approval = ManifestSignature.from_header(value.strip()[:MAX_HEADER])
+    try:
+        moment = datetime.fromisoformat(when.strip()[:40].replace("Z", "+00:00"))
+        skew = abs((datetime.now(timezone.utc) - moment).total_seconds())
+    except (ValueError, TypeError):
+        raise SignatureError("X-Nnpm-Approval-Time is not an ISO time with its zone") from None
+    key = keys.get(approval.keyid)
+    if key is None:
+        raise _refused(f"the approval is signed by key {short(approval.keyid)}, which is not an active key of "
+                       f"{pkg.name!r}", keyid=approval.keyid, hint=hint)
+    if skew > APPROVAL_WINDOW:
+        raise _refused(f"the approval was made {int(skew)} s from the registry's time; at most {APPROVAL_WINDOW} s "
+                       "are allowed", hint="check this machine's clock, then try again")
+    if not approval.verifies(key, key_change_message(action, pkg.name, keyid, when.strip())):
+        raise _refused(f"the approval of this key change does not verify (key {short(approval.keyid)})",
+                       keyid=approval.keyid, hint=hint)
 
 
 def key_entry(row: PackageKey) -> dict:
