@@ -23,6 +23,23 @@ def file_digest(path: Path) -> tuple[str, int]:
     return h.hexdigest(), size
 
 
+def copy_matches(src: IO[bytes], target: Path, size: int, digest: str,
+                 advance: Callable[[int], None] | None = None) -> bool:
+    """Copy at most `size` bytes of `src` into a new file `target`; whether they were exactly `size` bytes
+    with this sha256 (reading stops one chunk past `size`, so a longer stream is not read to its end)."""
+    h, n = hashlib.sha256(), 0
+    with open(target, "xb") as out:
+        while chunk := src.read(CHUNK):
+            n += len(chunk)
+            if n > size:
+                break
+            h.update(chunk)
+            out.write(chunk)
+            if advance:
+                advance(len(chunk))
+    return n == size and h.hexdigest() == digest
+
+
 def verified_chunks(f: IO[bytes], size: int, digest: str, on_progress: Callable[[int], None] | None
                      ) -> Iterator[bytes]:
     """The file's bytes in chunks; the last chunk is held back until size and sha256 are checked."""

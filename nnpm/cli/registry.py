@@ -71,5 +71,5 @@ def register(app: typer.Typer) -> None:
     app.add_typer(registry_app, name="registry")
     from nnpm.cli.registry_keys import register as add_keys  # `nnpm registry keys init|rotate`
     add_keys(registry_app)
-    from nnpm.cli.bundle import add_registry_import   # `nnpm registry import BUNDLE`
+    from nnpm.cli.bundle import add_registry_import  # `nnpm registry import BUNDLE`
     add_registry_import(registry_app)

@@ -23,8 +23,8 @@ import httpx
 
 from nnpm.client.httperrors import error_for_request_error, safe_url
 from nnpm.errors import ConfigError, IndexTrustError, RegistryError
-from nnpm.fsutil import atomic_path, atomic_write, remove_tree
 from nnpm.format.tufverify import load_tuf
+from nnpm.fsutil import atomic_path, atomic_write, remove_tree
 
 PIN = "root.json"
 MAX_ROOT_BYTES = 512_000

@@ -6,7 +6,6 @@ each streamed to disk while hashing and checked against its size and sha256.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import tarfile
 from pathlib import Path
@@ -15,7 +14,7 @@ from nnpm.errors import IntegrityError, ManifestError, PackageSafetyError
 from nnpm.format.limits import MAX_MANIFEST_BYTES
 from nnpm.format.manifest import MANIFEST_NAME, Manifest
 from nnpm.fsutil import atomic_path
-from nnpm.hashing import CHUNK
+from nnpm.hashing import copy_matches
 
 
 def tar_member(name: str, size: int) -> tarfile.TarInfo:
@@ -79,13 +78,5 @@ def extract(archive: Path, dest: Path) -> Manifest:
 
 def _copy_verified(src, target: Path, size: int, digest: str, name: str) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
-    h, n = hashlib.sha256(), 0
-    with open(target, "xb") as out:
-        while chunk := src.read(CHUNK):
-            n += len(chunk)
-            if n > size:
-                break
-            h.update(chunk)
-            out.write(chunk)
-    if n != size or h.hexdigest() != digest:
+    if not copy_matches(src, target, size, digest):
         raise IntegrityError(f"{name} does not match its manifest entry (size or sha256 differs)")

@@ -32,7 +32,7 @@ from typing import IO, Any
 from nnpm.errors import IntegrityError, ManifestError, PackageSafetyError
 from nnpm.format import limits
 from nnpm.fsutil import atomic_path
-from nnpm.hashing import CHUNK
+from nnpm.hashing import CHUNK, copy_matches
 
 FORMAT = "nnpm-bundle/1"
 BUNDLE_JSON = "bundle.json"
@@ -308,16 +308,6 @@ def _check_structure(path: Path, meta: BundleMetadata) -> None:
 
 def _copy_verified(src: IO[bytes], target: Path, size: int, digest: str,
                    advance: Callable[[int], None] | None) -> None:
-    h, n = hashlib.sha256(), 0
-    with open(target, "xb") as out:
-        while chunk := src.read(CHUNK):
-            n += len(chunk)
-            if n > size:
-                break
-            h.update(chunk)
-            out.write(chunk)
-            if advance:
-                advance(len(chunk))
-    if n != size or h.hexdigest() != digest:
+    if not copy_matches(src, target, size, digest, advance):
         raise IntegrityError(f"blob sha256:{digest[:12]}… in the bundle does not match its name (size or sha256 "
                              "differs)", hint="the bundle was damaged or altered; export it again")

@@ -10,9 +10,9 @@ as rows with `removed_at`, so what they signed still verifies.
 from __future__ import annotations
 
 import base64
-from datetime import datetime, timezone
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError as DbIntegrityError
