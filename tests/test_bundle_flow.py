@@ -130,6 +130,7 @@ def test_a_bundle_loads_into_another_registry_as_published(source, api_factory, 
         assert json.loads(client.trusted_index().packument_bytes("alpha")) == after["alpha"]
     assert main([str(source.bundle), "--data", str(target.data_dir)]) == 0   # again: nothing new
     assert target.query("SELECT count(*) FROM versions") == [(3,)]
+    assert target.query("SELECT count(*) FROM versions WHERE overview_json IS NULL") == [(0,)]   # read at import too
     assert target.query("SELECT name FROM users") == [("alice",)]
 
 

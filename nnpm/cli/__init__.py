@@ -24,7 +24,7 @@ app = typer.Typer(
 
 # In the order `nnpm --help` lists them: author, publish, consume, run, look after.
 COMMAND_MODULES = ("init", "variant", "test", "pack", "publish", "push", "login", "yank", "owner", "keys", "project", "install", "list", "info",
-                   "search", "outdated", "run", "compose", "env", "cache", "bundle", "config", "token", "registry")
+                   "search", "outdated", "run", "view", "compose", "env", "cache", "bundle", "config", "token", "registry")
 
 
 def _print_version(value: bool) -> None:

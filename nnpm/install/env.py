@@ -39,6 +39,7 @@ from nnpm.install.lockfile import LOCK_NAME, Lock, LockedPackage
 if TYPE_CHECKING:
     from nnpm.config import Settings
     from nnpm.format.application import Application
+    from nnpm.format.spec import Spec
     from nnpm.install.store import Store
 
 _ENV_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}\Z", re.ASCII)
@@ -181,6 +182,15 @@ class Environment:
             what = f"{key}=={version}" if version else key
             raise NotInstalledError(f"{what} is not installed in {self.label}",
                                     hint=f"run '{self.install_command(what)}'")
+        return pkg
+
+    def matching(self, spec: "Spec") -> InstalledPackage:
+        """The installed package a parsed spec names, or NotInstalledError when its version is not allowed."""
+        pkg = self.get(spec.name, str(spec.pinned) if spec.pinned else None)
+        if not spec.allows(pkg.version):
+            raise NotInstalledError(f"{spec.name} {pkg.version} is installed in {self.label}, "
+                                    f"but {spec.text!r} was asked for",
+                                    hint=f"run '{self.install_command(chr(34) + spec.requirement + chr(34))}'")
         return pkg
 
     def install_lock(self):

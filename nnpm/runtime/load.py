@@ -89,11 +89,7 @@ def _open(pkg: "InstalledPackage", env: Any, *, verify: bool, fuse: bool = True,
 
 def _from_env(spec: Spec, env: Any, *, verify: bool, **kw: Any) -> Any:
     environment = _env(env)
-    pkg = environment.get(spec.name, str(spec.pinned) if spec.pinned else None)
-    if not spec.allows(pkg.version):
-        raise NotInstalledError(f"{spec.name} {pkg.version} is installed in {environment.label}, "
-                                f"but {spec.text!r} was asked for",
-                                hint=f"run '{environment.install_command(chr(34) + spec.requirement + chr(34))}'")
+    pkg = environment.matching(spec)
     if verify:
         pkg.verify()
     return _open(pkg, environment, verify=verify, **kw)

@@ -100,6 +100,7 @@ class Release(Base):
     publisher: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the user who published (NULL: before 0005)
     signer_keyid: Mapped[str | None] = mapped_column(String(80), nullable=True)  # "sha256:<hex>"; NULL: unsigned
     manifest_sig: Mapped[str | None] = mapped_column(Text, nullable=True)  # base64 Ed25519 signature of the manifest
+    overview_json: Mapped[str | None] = mapped_column(Text, nullable=True)  # op counts, largest initializers (0006)
     package: Mapped[Package] = relationship()
 
 

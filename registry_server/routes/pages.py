@@ -17,6 +17,9 @@ from registry_server.services import catalog, pipelines
 from registry_server.services.search import search
 from registry_server.settings import ServerSettings
 from registry_server.storage.base import BlobStore
+from registry_server.web.chart import variant_chart
+from registry_server.web.diagram import pipeline_diagram, registry_lookup
+from registry_server.web.overview import graph_overview
 from registry_server.web.render import human_count, human_size, not_found_page, page, readme_html
 from registry_server.web.variants import variant_table
 
@@ -103,6 +106,9 @@ def _card(request: Request, name: str, version: str | None, session: Session, st
         archive_name=f"{canonical}-{row.version}.nnpm", **_sizes(manifest, steps),
         params=f"{manifest.params:,}", params_short=human_count(manifest.params),
         variants=variant_table(manifest, row.measured_json),
+        chart=variant_chart(manifest, row.measured_json),
+        diagram=pipeline_diagram(manifest, registry_lookup(session)),
+        overview=graph_overview(manifest, row.overview_json),
     )
 
 

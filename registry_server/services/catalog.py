@@ -75,7 +75,7 @@ def versions_of(session: Session, package: Package) -> list[Release]:
     """Every version of a package, PEP 440 ascending; a row's manifest and README load only when read."""
     rows = session.scalars(select(Release).where(Release.package_id == package.id)
                            .options(defer(Release.manifest_json), defer(Release.readme_html),
-                                    defer(Release.measured_json))).all()
+                                    defer(Release.measured_json), defer(Release.overview_json))).all()
     return sorted(rows, key=lambda r: Version(r.version))
 
 

@@ -7,7 +7,8 @@ here takes versions only from its owners, and a package with keys here no unsign
 before any blob is read; the blobs stream into scratch, checked; then they are stored and
 claimed (as a publish claims them, so gc keeps them), each manifest is re-parsed as a
 publish parses it and each model's graphs re-read by the worker (publish.py's checks;
-the measurement the bundle carries is kept, not redone). One transaction then adds the
+the measurement the bundle carries is kept, not redone; the graphs' overview, which no
+packument carries, is read here as at publish). One transaction then adds the
 packages, their owners (the publishers), the publisher keys (removed ones too), the
 versions with their publisher, date, yank and signature, checks each pipeline's wiring
 against what is already added, and re-signs the index (services/index.py).
@@ -87,8 +88,8 @@ def import_bundle(session: Session, store: BlobStore, settings: ServerSettings, 
         _store_blobs(session, store, scratch, planned, report)
     finally:
         remove_tree(scratch)
-    _check_graphs(store, settings, planned)
-    _commit(session, planned)
+    overviews = _check_graphs(store, settings, planned)
+    _commit(session, planned, overviews)
     report.imported = [(p.version.package.name, str(p.version.manifest.version)) for p in planned]
     _readmes(session, store, settings, planned)
     return report
@@ -156,16 +157,19 @@ def _store_blobs(session: Session, store: BlobStore, scratch: Path, planned: lis
         check_blobs(p.version.manifest, store)
 
 
-def _check_graphs(store: BlobStore, settings: ServerSettings, planned: list[_Planned]) -> None:
-    """Each model's labels and graphs checked as at publish; the measurement is the bundle's, not redone."""
+def _check_graphs(store: BlobStore, settings: ServerSettings, planned: list[_Planned]) -> dict[int, dict | None]:
+    """Each model's labels and graphs checked as at publish (the measurement is the bundle's, not redone); each
+    model's overview, by the index of its plan."""
     from registry_server.services.publish import check_labels
     from registry_server.services.validate import check_model
 
     quick = replace(settings, no_measure=True)
-    for p in planned:
+    overviews: dict[int, dict | None] = {}
+    for i, p in enumerate(planned):
         if p.version.manifest.project.model is not None:
             check_labels(p.version.manifest, store)
-            check_model(p.version.manifest, store, quick)
+            overviews[i] = check_model(p.version.manifest, store, quick).overview
+    return overviews
 
 
 def _ordered(planned: list[_Planned]) -> list[_Planned]:
@@ -180,17 +184,18 @@ def _ordered(planned: list[_Planned]) -> list[_Planned]:
     return out
 
 
-def _commit(session: Session, planned: list[_Planned]) -> None:
+def _commit(session: Session, planned: list[_Planned], overviews: dict[int, dict | None]) -> None:
     """Packages, owners, keys and versions in one transaction with the index re-signed; nothing on failure."""
     from registry_server.services.publish import check_wiring, version_row
 
+    overview_of = {id(p): overviews.get(i) for i, p in enumerate(planned)}
     try:
         for p in _ordered(planned):
             v, pkg = p.version, _package(session, p)
             canonical = v.manifest.to_json()
             signature = check_wiring(session, v.manifest) if v.manifest.project.model is None else None
             row = version_row(v.manifest, str(v.manifest.version), canonical, v.package.manifest_sha256,
-                              signature, v.release.measured)
+                              signature, v.release.measured, overview_of[id(p)])
             row.package_id, row.publisher = pkg.id, p.publisher
             row.published_at = _when(v.release.published_at) or utcnow()
             row.yanked, row.yanked_reason = v.release.yanked, v.release.yanked_reason

@@ -4,7 +4,8 @@ The order is cheap to dear: size and JSON shape, strict manifest validation, URL
 ownership, existing version (200 identical / 409 other), blobs claimed for this publish
 (so garbage collection keeps them) and present with their sizes, every graph re-read (then
 the package self-tested and measured) by the worker, then one transaction under
-UNIQUE(package, version), storing what was measured with the version. The README is
+UNIQUE(package, version), storing what was measured and the graphs' overview (operator
+counts, largest initializers) with the version. The README is
 rendered once, right after (`publish_version`), and stored with the version.
 
 No transaction stays open during the slow checks (blob store, worker), so a publish
@@ -135,21 +136,21 @@ def check_wiring(session: Session, manifest: Manifest) -> Signature | None:
 
 
 def _check_contents(session: Session, store: BlobStore, settings: ServerSettings, manifest: Manifest,
-                    workers: WorkerPool | None) -> tuple[Signature | None, dict | None]:
-    """A model's graphs re-read, self-tested and measured by a worker (what it measured returned); a pipeline's
-    wiring checked (its signature returned)."""
+                    workers: WorkerPool | None) -> tuple[Signature | None, dict | None, dict | None]:
+    """A model's graphs re-read, self-tested and measured by a worker (what it measured and the graphs' overview
+    returned); a pipeline's wiring checked (its signature returned)."""
     if manifest.project.model is not None:
         from registry_server.services.validate import check_model
 
         check_labels(manifest, store)
         if workers is None:
-            measured = check_model(manifest, store, settings)
+            checked = check_model(manifest, store, settings)
         else:
-            measured = check_model(manifest, store, settings, workers=workers)
-        return None, measured
+            checked = check_model(manifest, store, settings, workers=workers)
+        return (None, *checked) if checked is not None else (None, None, None)
     signature = check_wiring(session, manifest)
     session.commit()  # end the read transaction of the wiring check
-    return signature, None
+    return signature, None, None
 
 
 def _manifest_for_url(body: bytes, settings: ServerSettings, name: str, version: str) -> tuple[Manifest, str, bytes]:
@@ -190,7 +191,7 @@ def publish(session: Session, store: BlobStore, settings: ServerSettings, user: 
     session.commit()  # end the read transaction: no connection waits on the blob store or the worker
     claim_for_publish(session, manifest, store)
     check_blobs(manifest, store)
-    signature, measured = _check_contents(session, store, settings, manifest, workers)
+    signature, measured, overview = _check_contents(session, store, settings, manifest, workers)
 
     for _ in range(3):  # a lost race on the package or version row is settled by re-reading
         try:
@@ -206,7 +207,7 @@ def publish(session: Session, store: BlobStore, settings: ServerSettings, user: 
                 register_first_key(session, pkg, signed, user)
             else:  # an owner may have removed the signer's key while the worker ran
                 recheck_publish(session, pkg, signed, f"{name} {version}")
-            row = version_row(manifest, version, canonical, digest, signature, measured)
+            row = version_row(manifest, version, canonical, digest, signature, measured, overview)
             row.package_id = pkg.id
             stamp(row, user, signed)
             session.add(row)
@@ -264,13 +265,14 @@ def _settled(session: Session, pkg: Package | None, user: User, version: str,
 
 
 def version_row(manifest: Manifest, version: str, canonical: bytes, digest: str, signature: Signature | None,
-                measured: dict | None) -> Release:
+                measured: dict | None, overview: dict | None = None) -> Release:
     """A new Release row (a fresh object per attempt: a rolled-back one may keep a stale id)."""
     return Release(version=version, version_key=version_key(version), manifest_json=canonical.decode(),
                    manifest_sha256=digest, description=_storable(manifest.project.description),
                    tags="\n".join(_storable(t) for t in manifest.project.tags),
                    signature_json=signature_json(signature),
-                   measured_json=json.dumps(measured, sort_keys=True) if measured is not None else None)
+                   measured_json=json.dumps(measured, sort_keys=True) if measured is not None else None,
+                   overview_json=json.dumps(overview, sort_keys=True) if overview is not None else None)
 
 
 def _storable(text: str) -> str:

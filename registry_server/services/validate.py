@@ -11,12 +11,14 @@ allow_hardlinks=True)` (which also refuses operators that need a custom-op libra
 compares them with the manifest (services/graphcheck.py), says `{"checked": true}` (from
 then on the server's clock gives it --measure-budget seconds instead of what is left of
 --validate-timeout), runs the self-test and measures every variant (services/measure.py)
-and answers one JSON line: `{"ok": {"graphs": ..., "measured": ...}}` or `{"error": CODE,
-"detail": ..., "hint": ..., "status": ...}`. The server compares the graphs again and
-returns `measured`, stored with the version. A worker that crashes, runs out of memory or
-out of time is an `invalid_model` error, never a server failure. Its messages never name
-the scratch folder. How many workers run at once is decided by the caller
-(registry_server.services.limiter, in front of the whole publish).
+and answers one JSON line: `{"ok": {"graphs": ..., "measured": ..., "overview": ...}}` or
+`{"error": CODE, "detail": ..., "hint": ..., "status": ...}`. `overview` is every graph's
+operator counts and largest initializers (nnpm/format/overview.py), read from the graphs
+it parsed anyway, with or without measuring. The server compares the graphs again and
+returns `measured` and `overview` (each bounded), stored with the version. A worker that
+crashes, runs out of memory or out of time is an `invalid_model` error, never a server
+failure. Its messages never name the scratch folder. How many workers run at once is
+decided by the caller (registry_server.services.limiter, in front of the whole publish).
 
 The worker starts ahead of time (`--serve`) for services/workers.py: it sets its limits,
 imports onnx (and, with `--runtime`, numpy and onnxruntime), says `{"ready": true}`, then
@@ -36,10 +38,11 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from nnpm.errors import ManifestError, ModelError, NnpmError, PackageSafetyError, error_for_code
 from nnpm.format.manifest import MANIFEST_NAME, Manifest
+from nnpm.format.overview import bounded as bounded_overview
 from nnpm.fsutil import remove_tree
 from registry_server.services import graphcheck
 from registry_server.services.measure import bounded
@@ -49,8 +52,16 @@ _ROOT = Path(__file__).resolve().parent.parent.parent  # the folder holding regi
 CHECKED = '{"checked": true}'   # the line a worker sends when its checks passed and its measuring begins
 
 
-def check_model(manifest: Manifest, store: Any, settings: Any, *, workers: Any = None) -> dict | None:
-    """Refuse (422) a model package whose graphs do not say what its manifest says; what was measured, if asked.
+class Checked(NamedTuple):
+    """What a worker found besides its checks: the measurement (None unless asked) and the graphs' overview."""
+
+    measured: dict | None
+    overview: dict | None
+
+
+def check_model(manifest: Manifest, store: Any, settings: Any, *, workers: Any = None) -> Checked:
+    """Refuse (422) a model package whose graphs do not say what its manifest says; what was measured, if asked,
+    and what the graphs are made of.
 
     `workers`: a services.workers.WorkerPool of pre-started workers; without one, a worker is
     started for this check alone."""
@@ -86,7 +97,7 @@ def check_model(manifest: Manifest, store: Any, settings: Any, *, workers: Any =
         graphcheck.compare(manifest, answer["graphs"])
     except (KeyError, TypeError, AttributeError):
         raise ModelError(f"{first!r} could not be read within the registry's limits (the worker's answer is not one)")
-    return _scrubbed(bounded(answer.get("measured")), root)
+    return Checked(_scrubbed(bounded(answer.get("measured")), root), bounded_overview(answer.get("overview")))
 
 
 def _scrubbed(value: Any, root: Path) -> Any:
@@ -257,8 +268,12 @@ def read_package(root: Path, job: dict, memory: int, checked: Callable[[], Any] 
 
         manifest = Manifest.from_json(Path(job["manifest"]).read_bytes())
         infos: dict[str, dict[str, dict]] = {}
+        overview: dict[str, dict[str, dict | None]] = {}
         for variant, graph, file in graphcheck.graph_jobs(manifest):
-            infos.setdefault(variant, {})[graph] = _info(read_model(root, file, allow_hardlinks=True))
+            info = read_model(root, file, allow_hardlinks=True, keep_proto=True)
+            infos.setdefault(variant, {})[graph] = _info(info)
+            overview.setdefault(variant, {})[graph] = _overview(info.proto)
+            del info
         graphcheck.compare(manifest, infos)
         if job.get("measure"):
             checked()
@@ -267,7 +282,19 @@ def read_package(root: Path, job: dict, memory: int, checked: Callable[[], Any] 
         return _error(exc)
     except MemoryError:
         return {"error": ModelError.code, "detail": "the model needs more memory than the registry allows"}
-    return {"ok": {"graphs": infos, "measured": measured}}
+    return {"ok": {"graphs": infos, "measured": measured, "overview": bounded_overview({"variants": overview})}}
+
+
+def _overview(model: Any) -> dict | None:
+    """nnpm.format.overview.graph_overview of one parsed graph; None when reading it fails (the package is fine)."""
+    from nnpm.format.overview import graph_overview
+
+    try:
+        return graph_overview(model)
+    except MemoryError:
+        raise
+    except Exception:  # a bug or an odd graph: its overview is not known, the publish goes on
+        return None
 
 
 def _measured(root: Path, manifest: Manifest, options: Any) -> dict | None:

@@ -33,15 +33,20 @@ def _row(row: VariantRow) -> dict:
     }
 
 
-def variant_table(manifest: Manifest, measured_json: str | None) -> dict | None:
-    """What the card's Variants section shows, or None (a pipeline, or one variant never measured)."""
-    if manifest.project.pipeline is not None or not manifest.graphs:
-        return None
+def read_measured(measured_json: str | None) -> dict:
+    """The stored measurement as a dict ({} when absent or not a JSON object)."""
     try:
         measured = json.loads(measured_json) if measured_json else {}
     except ValueError:
         measured = {}
-    measured = measured if isinstance(measured, dict) else {}
+    return measured if isinstance(measured, dict) else {}
+
+
+def variant_table(manifest: Manifest, measured_json: str | None) -> dict | None:
+    """What the card's Variants section shows, or None (a pipeline, or one variant never measured)."""
+    if manifest.project.pipeline is not None or not manifest.graphs:
+        return None
+    measured = read_measured(measured_json)
     per_variant = measured.get("variants") if isinstance(measured.get("variants"), dict) else {}
     if len(manifest.variant_names()) < 2 and not per_variant:
         return None
