@@ -66,6 +66,13 @@ PINNED_MODULES = {
     "test_registry_web": ("sqlite-dir",),           # HTML in a real browser; slow, backend-blind
     "test_registry_schemathesis": ("sqlite-dir",),  # API fuzzing: ~600 requests per run
     "test_migrations": ("sqlite-dir",),             # adopts a pre-migration SQLite file by hand
+    # Backend-blind subjects (HTML of the card, a pipeline's wiring, the worker's measurement, manifest
+    # validation): PostgreSQL and S3 keep their own modules (api_publish, api_reads, downloads, search,
+    # accounts, oci, crash, replicas, postgres, s3_registry).
+    "test_registry_newuser_card": ("sqlite-dir",),
+    "test_pipeline_publish": ("sqlite-dir",),
+    "test_registry_variants": ("sqlite-dir",),
+    "test_registry_api_manifests": ("sqlite-dir",),
 }
 
 
