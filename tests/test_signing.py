@@ -276,3 +276,14 @@ def test_the_project_lock_records_the_signature_and_sync_checks_it(shared_api, t
         _installer(shared_api, home, require=True).install_locked(lock.env_lock())
     _installer(shared_api, home).install_locked(lock.env_lock())
     assert _env_lock(home)["packages"]["proj-signed"]["signer"] == signed.signer
+
+
+def test_the_card_names_the_publisher_and_the_signing_key(shared_api, tmp_path: Path) -> None:
+    token, key = shared_api.add_user("erin"), _key()
+    _publish(shared_api, token, tmp_path, "carded", signer=key)
+    _publish(shared_api, token, tmp_path, "plain-card")
+    keyid = local_keys.public_of(key).keyid
+    with shared_api.client() as http:
+        signed, plain = http.get("/packages/carded").text, http.get("/packages/plain-card").text
+    assert "by <strong>erin</strong>" in signed and f'title="{keyid}"' in signed and "Unsigned" not in signed
+    assert "by <strong>erin</strong>" in plain and "Unsigned" in plain and keyid not in plain
