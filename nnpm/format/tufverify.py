@@ -22,6 +22,10 @@ from typing import Any
 from nnpm.errors import IndexTrustError
 
 TARGET_PREFIX = "packuments/"
+# The registry's targets delegate to 2**BIN_BITS hash bins named BIN_PREFIX-XX: one definition for the
+# server that signs them (registry_server/services/tuf_repo.py) and the clients that name them.
+BIN_BITS = 5                 # 32 bins: a publish re-signs one small file, not one listing every package
+BIN_PREFIX = "bins"
 
 
 def load_tuf() -> None:
@@ -47,6 +51,14 @@ def load_tuf() -> None:
 def target_path(name: str) -> str:
     """The TUF target path of a package's packument."""
     return f"{TARGET_PREFIX}{name}.json"
+
+
+def bin_of(path: str) -> str:
+    """The hash bin (`bins-XX`) that signs a target path."""
+    load_tuf()
+    from tuf.api.metadata import SuccinctRoles
+
+    return SuccinctRoles([], 1, BIN_BITS, BIN_PREFIX).get_role_for_target(path)
 
 
 def role_of(targets: bytes, name: str) -> str:

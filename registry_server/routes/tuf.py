@@ -13,6 +13,7 @@ from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from nnpm.errors import NotFoundError
+from nnpm.format.tufverify import target_path
 from registry_server.routes.deps import get_session
 from registry_server.services import tuf_repo
 from registry_server.services.tuf_keys import OnlineKey
@@ -55,5 +56,5 @@ def metadata(file: str, request: Request, session: Session = Depends(get_session
 def target(file: str, request: Request, session: Session = Depends(get_session)) -> Response:
     _key(request)
     match = _TARGET.fullmatch(file)
-    body = tuf_repo.target_body(session, match[1], tuf_repo.target_path(match[2])) if match else None
+    body = tuf_repo.target_body(session, match[1], target_path(match[2])) if match else None
     return _json(body, file[:100], IMMUTABLE)

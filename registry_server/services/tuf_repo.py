@@ -29,12 +29,11 @@ from tuf.api.metadata import (
     Timestamp,
 )
 
+from nnpm.format.tufverify import BIN_BITS, BIN_PREFIX
 from registry_server.db.tables import TufMetadata, TufTarget, as_utc
 
 DAY = 86400
 EXPIRY = {"root": 365 * DAY, "targets": 365 * DAY, "bins": 365 * DAY, "snapshot": 7 * DAY}
-BIN_BITS = 5                 # 32 bins: a publish re-signs one small file, not one listing every package
-BIN_PREFIX = "bins"
 ONLINE_ROLES = ("targets", "snapshot", "timestamp")
 KEEP_SECONDS = 3600          # a replaced file stays servable this long, for clients mid-update
 _PG_LOCK = 0x6E6E706D747566  # "nnpmtuf": the advisory lock every signer takes first
@@ -57,16 +56,6 @@ def bins(keyids: list[str]) -> SuccinctRoles:
 
 
 BIN_NAMES = tuple(bins(["-"]).get_roles())
-
-
-def target_path(name: str) -> str:
-    """`packuments/<name>.json`: the target a package's packument is signed as."""
-    return f"packuments/{name}.json"
-
-
-def bin_of(path: str) -> str:
-    """The bin (`bins-XX`) that signs a target path."""
-    return bins(["-"]).get_role_for_target(path)
 
 
 def lock(session: Session) -> None:

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tuf.api.metadata import Metadata, MetaFile, Root
 
 from nnpm.errors import ConfigError, NnpmError, NotFoundError
+from nnpm.format.tufverify import bin_of, target_path
 from registry_server.db.tables import Package, TufMetadata
 from registry_server.services.catalog import packument
 from registry_server.services.tuf_keys import OnlineKey
@@ -25,7 +26,6 @@ from registry_server.services.tuf_repo import (
     BIN_NAMES,
     EXPIRY,
     ONLINE_ROLES,
-    bin_of,
     expires_in,
     expiry_of,
     lock,
@@ -40,7 +40,6 @@ from registry_server.services.tuf_repo import (
     put_target,
     signed_by,
     store,
-    target_path,
     utc_now,
 )
 
