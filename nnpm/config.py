@@ -22,6 +22,7 @@ from nnpm.fsutil import atomic_write
 
 DEFAULT_ENV = "default"
 CONFIG_NAME = "config.toml"
+TRUST_NAME = "trust"
 
 
 def home_dir() -> Path:
@@ -55,6 +56,11 @@ class Settings:
     def envs_dir(self) -> Path:
         """Folder holding every environment."""
         return self.home / "envs"
+
+    @property
+    def trust_dir(self) -> Path:
+        """Pinned roots of registries' signed indexes, with the metadata verified since (nnpm/client/trusted_index.py)."""
+        return self.home / TRUST_NAME
 
     @property
     def cache_dir(self) -> Path:

@@ -27,12 +27,12 @@ def set_(key: str = typer.Argument(..., help="Setting: registry."),
          root: str = typer.Option(None, "--root", help="With registry: pin this TUF root file (ROOT.json) as the "
                                   "registry's signed-index root, replacing any pin.")) -> None:
     """Change a setting; `config set registry URL` is all a read-only user needs (no token)."""
-    from nnpm.config import home_dir, set_config
+    from nnpm.config import TRUST_NAME, home_dir, set_config
 
     if root is not None:   # checked (a root signed by its own threshold) and pinned before the setting changes
         from nnpm.client.trusted_index import pin_file
 
-        pin_file(home_dir() / "trust", key, value, root)
+        pin_file(home_dir() / TRUST_NAME, key, value, root)
     path = set_config(home_dir(), key, value)
     say(f"{key} = {value} (in {path})")
 

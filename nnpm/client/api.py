@@ -23,7 +23,7 @@ from nnpm.client.httperrors import error_for_request_error, error_for_response, 
 from nnpm.client.packument_cache import PackumentCache
 from nnpm.client.tls import LazyCAContext
 from nnpm.client.trusted_index import TrustedIndex
-from nnpm.config import Settings, normalise_url
+from nnpm.config import TRUST_NAME, Settings, normalise_url
 from nnpm.errors import ConfigError, IntegrityError, ManifestError, NnpmError, RegistryError
 from nnpm.format.fields import canonical_name, is_digest, parse_version
 from nnpm.format.limits import MAX_ERROR_BODY_BYTES, MAX_FILES, MAX_PACKUMENT_BYTES
@@ -74,8 +74,8 @@ class RegistryClient(AdminCalls):
             raise ConfigError(f"registry URL {safe_url(self.url)!r} is not valid: {exc}") from None
         self._token = _Secret(token) if token else None
         self._cache = PackumentCache(Path(cache_dir), self.url) if cache_dir else None
-        # Signed-index pins (nnpm/client/trusted_index.py) sit beside the cache: NNPM_HOME/trust
-        self._trust_dir, self._index = trust_dir or (Path(cache_dir).parent / "trust" if cache_dir else None), None
+        # Signed-index pins (nnpm/client/trusted_index.py) sit beside the cache: Settings.trust_dir
+        self._trust_dir, self._index = trust_dir or (Path(cache_dir).parent / TRUST_NAME if cache_dir else None), None
         headers = {"User-Agent": f"nnpm/{__version__}"}
         if token:
             headers["Authorization"] = f"Bearer {token}"

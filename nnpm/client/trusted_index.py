@@ -23,10 +23,11 @@ import httpx
 
 from nnpm.client.httperrors import error_for_request_error, safe_url
 from nnpm.errors import ConfigError, IndexTrustError, RegistryError
-from nnpm.format.tufverify import load_tuf
+from nnpm.format.tufverify import bin_of, load_tuf, target_path
 from nnpm.fsutil import atomic_path, atomic_write, remove_tree
 
 PIN = "root.json"
+METADATA = "metadata"        # the updater's verified files, beside the pin
 MAX_ROOT_BYTES = 512_000
 _ROLE = re.compile(r"\b(root|timestamp|snapshot|targets|bins-[0-9a-f]{2})\b")
 
@@ -34,6 +35,14 @@ _ROLE = re.compile(r"\b(root|timestamp|snapshot|targets|bins-[0-9a-f]{2})\b")
 def pin_dir(trust_dir: Path, url: str) -> Path:
     """The folder of one registry's pin and metadata."""
     return Path(trust_dir) / hashlib.sha256(url.encode()).hexdigest()[:16]
+
+
+def trusted_root(folder: Path) -> bytes | None:
+    """The newest root a pin's folder trusts: the updater's verified one, else the pinned one; None unpinned."""
+    for path in (Path(folder) / METADATA / PIN, Path(folder) / PIN):
+        if path.is_file():
+            return path.read_bytes()
+    return None
 
 
 def check_root(data: bytes, source: str) -> None:
@@ -138,9 +147,14 @@ class TrustedIndex:
                 return None
         return cls(url, folder, http)
 
+    @property
+    def metadata_dir(self) -> Path:
+        """Where python-tuf's updater keeps the metadata it verified (what a bundle carries)."""
+        return self.folder / METADATA
+
     def packument_bytes(self, name: str) -> bytes | None:
         """The packument of `name` exactly as signed (None: the index names no such package); IndexTrustError."""
-        path = f"packuments/{name}.json"
+        path = target_path(name)
         with self._lock, self._mapped(path):
             updater = self._refreshed()
             info = updater.get_targetinfo(path)
@@ -151,8 +165,8 @@ class TrustedIndex:
             load_tuf()
             from tuf.ngclient import Updater, UpdaterConfig
 
-            (self.folder / "metadata").mkdir(parents=True, exist_ok=True)
-            updater = Updater(str(self.folder / "metadata"), f"{self.url}/tuf/metadata/", str(self.folder / "targets"),
+            self.metadata_dir.mkdir(parents=True, exist_ok=True)
+            updater = Updater(str(self.metadata_dir), f"{self.url}/tuf/metadata/", str(self.folder / "targets"),
                               f"{self.url}/tuf/targets/", self._fetcher, UpdaterConfig(prefix_targets_with_hash=True),
                               bootstrap=(self.folder / PIN).read_bytes())
             updater.refresh()
@@ -182,9 +196,7 @@ class TrustedIndex:
             return found[1]
         last = getattr(self._fetcher, "last_url", "")
         if "/tuf/targets/" in last:
-            from tuf.api.metadata import SuccinctRoles
-
-            return SuccinctRoles([], 1, 5, "bins").get_role_for_target(path)   # the bin that signs the packument
+            return bin_of(path)   # the bin that signs the packument
         found = _ROLE.search(last.rsplit("/", 1)[-1])
         return found[1] if found else "timestamp"
 

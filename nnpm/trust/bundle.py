@@ -47,20 +47,12 @@ class ImportResult:
     signed: list[tuple[str, str]] = field(default_factory=list)   # versions whose publisher signature verified
 
 
-def trusted_root_in(folder: Path) -> bytes | None:
-    """The newest root a pin's folder trusts: the updater's verified one, else the pinned one; None unpinned."""
-    for path in (Path(folder) / "metadata" / "root.json", Path(folder) / "root.json"):
-        if path.is_file():
-            return path.read_bytes()
-    return None
-
-
 def pinned_root(settings: "Settings", registry: str) -> bytes | None:
     """This machine's trusted root for `registry` (NNPM_HOME/trust), or None when it pins none."""
-    from nnpm.client.trusted_index import pin_dir
+    from nnpm.client.trusted_index import pin_dir, trusted_root
     from nnpm.config import normalise_url
 
-    return trusted_root_in(pin_dir(settings.home / "trust", normalise_url(registry)))
+    return trusted_root(pin_dir(settings.trust_dir, normalise_url(registry)))
 
 
 def read_root_file(path: Path) -> bytes:

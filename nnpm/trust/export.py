@@ -78,16 +78,16 @@ def resolved(client: "RegistryClient", names: list[str]) -> tuple[list["BundledP
 def export(out: Path, client: "RegistryClient", settings: "Settings", *, names: list[str] = (),
            lock: Path | None = None, progress: bool | None = None) -> ExportResult:
     """Write a bundle of what `lock` pins, else of what NAMEs resolve to; verified before it is written."""
+    from nnpm.client.trusted_index import trusted_root
     from nnpm.format.bundle import BundleInfo
     from nnpm.format.bundlecheck import check_metadata, choose_root
-    from nnpm.trust.bundle import trusted_root_in
     from nnpm.trust.index import fetch_metadata
 
     packages, requested = from_lock(lock) if lock is not None else resolved(client, list(names))
     created = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     meta = fetch_metadata(client, BundleInfo(client.url, created, tuple(packages), tuple(requested)))
     index = client.trusted_index()
-    trusted, _ = choose_root(meta, given=None, pinned=trusted_root_in(index.folder) if index else None)
+    trusted, _ = choose_root(meta, given=None, pinned=trusted_root(index.folder) if index else None)
     checked = check_metadata(meta, trusted)
     blobs = checked.blobs()
     labels = {f.sha256: f"{v.package.name} {f.path}" for v in checked.versions for f in v.manifest.files}

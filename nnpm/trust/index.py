@@ -43,7 +43,7 @@ def _add_index(client: "RegistryClient", index: "TrustedIndex", meta: "BundleMet
     """The verified files the updater left, the bins the packuments are in, and the root chain from 1."""
     from nnpm.format.tufverify import role_of, root_version
 
-    folder = Path(index.folder) / "metadata"
+    folder = index.metadata_dir
     for role in ("timestamp", "snapshot", "targets"):
         meta.roles[role] = _read(folder / f"{role}.json", role)
     for name in meta.packuments:
