@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import logging
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
@@ -41,8 +40,6 @@ from registry_server.services.owners import is_owner
 from registry_server.services.publish import check_blobs, parse_manifest
 from registry_server.settings import ServerSettings
 from registry_server.storage.base import CHUNK, BlobStore
-
-log = logging.getLogger("registry_server")
 
 
 @dataclass
@@ -250,13 +247,9 @@ def _when(text: object) -> datetime | None:
 
 def _readmes(session: Session, store: BlobStore, settings: ServerSettings, planned: list[_Planned]) -> None:
     """Each new version's README rendered once, as after a publish (a failure leaves it plain text)."""
-    from registry_server.services.publish import store_readme
+    from registry_server.services.publish import render_readme_once
 
     for p in planned:
         row = find_version(session, p.version.package.name, str(p.version.manifest.version))
-        try:
-            if row is not None and row.readme_html is None:
-                store_readme(session, store, settings, row)
-        except Exception:
-            session.rollback()
-            log.exception("could not store the rendered README of %s", p.version.package.name)
+        if row is not None:
+            render_readme_once(session, store, settings, row, p.version.package.name)

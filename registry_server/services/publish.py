@@ -227,13 +227,19 @@ def publish_version(session: Session, store: BlobStore, settings: ServerSettings
                     workers: WorkerPool | None = None, signed: SignedPublish | None = None) -> tuple[int, Release]:
     """`publish`, then the version's README rendered once and stored with it (when that is not done yet)."""
     status, row = publish(session, store, settings, user, name, version, body, workers=workers, signed=signed)
-    if row.readme_html is None:
-        try:
-            store_readme(session, store, settings, row)
-        except Exception:  # the version is committed; its card shows the README as text until a retry renders it
-            session.rollback()
-            log.exception("could not store the rendered README of %s %s", name, row.version)
+    render_readme_once(session, store, settings, row, name)
     return status, row
+
+
+def render_readme_once(session: Session, store: BlobStore, settings: ServerSettings, row: Release, name: str) -> None:
+    """After a version is committed: its README rendered and stored, unless that is done; a failure is logged."""
+    if row.readme_html is not None:
+        return
+    try:
+        store_readme(session, store, settings, row)
+    except Exception:  # the version is committed; its card shows the README as text until a retry renders it
+        session.rollback()
+        log.exception("could not store the rendered README of %s %s", name, row.version)
 
 
 def store_readme(session: Session, store: BlobStore, settings: ServerSettings, row: Release) -> None:
