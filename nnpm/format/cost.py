@@ -11,7 +11,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from nnpm.format.onnxinfo import _nodes, dtype_name, subgraphs, tensors
+from nnpm.format.onnxinfo import all_nodes, dtype_name, subgraphs, tensors
 
 Shape = tuple[int | None, ...]
 Shapes = dict[str, Shape]
@@ -38,7 +38,7 @@ def dominant_precision(model: Any) -> str | None:
     counts: dict[str, int] = {}
     for tensor in tensors(model):
         counts[dtype_name(tensor.data_type)] = counts.get(dtype_name(tensor.data_type), 0) + math.prod(tensor.dims)
-    for node in _nodes(model.graph):   # list-valued Constants are parameters too, but hold no TensorProto
+    for node in all_nodes(model.graph):   # list-valued Constants are parameters too, but hold no TensorProto
         if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
             for attr in node.attribute:
                 if attr.name in _CONSTANT_LISTS:

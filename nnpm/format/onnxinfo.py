@@ -133,15 +133,15 @@ def subgraphs(graph: Any) -> Iterator[Any]:
                 yield from subgraphs(sub)
 
 
-def _nodes(graph: Any) -> Iterator[Any]:
+def all_nodes(graph: Any) -> Iterator[Any]:
     """Every node of a graph and its subgraphs."""
     for node in graph.node:
         yield node
         for attr in node.attribute:
             if attr.HasField("g"):
-                yield from _nodes(attr.g)
+                yield from all_nodes(attr.g)
             for sub in attr.graphs:
-                yield from _nodes(sub)
+                yield from all_nodes(sub)
 
 
 def nbytes(tensor: Any) -> int | None:
@@ -204,9 +204,9 @@ def _without_external_data(model: Any) -> Any:
 def _check_domains(model: Any, rel: str) -> None:
     """Refuse operators that need a custom-op library: nnpm never loads native code a package asks for."""
     functions = {(f.domain, f.name) for f in model.functions}
-    nodes = [*_nodes(model.graph), *(n for f in model.functions for n in f.node)]
+    nodes = [*all_nodes(model.graph), *(n for f in model.functions for n in f.node)]
     for info in model.training_info:
-        nodes += [*_nodes(info.initialization), *_nodes(info.algorithm)]
+        nodes += [*all_nodes(info.initialization), *all_nodes(info.algorithm)]
     for node in nodes:   # a node may call one of the model's own functions, in that function's domain
         if node.domain not in STANDARD_DOMAINS and (node.domain, node.op_type) not in functions:
             raise ModelError(f"{rel!r} uses operator {node.op_type[:100]!r} from domain {node.domain[:100]!r}, which needs a "

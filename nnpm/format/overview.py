@@ -26,7 +26,7 @@ from collections import Counter
 from typing import Any
 
 from nnpm.format.limits import KIB
-from nnpm.format.onnxinfo import _nodes, dtype_name, nbytes, subgraphs
+from nnpm.format.onnxinfo import all_nodes, dtype_name, nbytes, subgraphs
 
 MAX_OPS = 100            # operators listed per graph, most used first; the rest are counted in "other"
 MAX_LARGEST = 10         # initializers listed per graph
@@ -73,7 +73,7 @@ def _initializers(model: Any) -> list[tuple[Any, tuple[int, ...], int, bool]]:
 
 def graph_overview(model: Any, *, largest: int = MAX_LARGEST, max_ops: int = MAX_OPS) -> dict:
     """Operator counts and the largest initializers of one graph (see the module docstring)."""
-    counts = Counter(op_name(n.domain, n.op_type) for n in _nodes(model.graph))
+    counts = Counter(op_name(n.domain, n.op_type) for n in all_nodes(model.graph))
     ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
     inits = _initializers(model)
     biggest = heapq.nsmallest(largest, inits, key=lambda i: (-i[2], i[0].name))
