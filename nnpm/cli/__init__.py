@@ -9,9 +9,14 @@ from __future__ import annotations
 import importlib
 import sys
 
-import typer
+# httpx loads its own command-line client (click, rich, pygments: 30-70 ms here) whenever click is
+# installed, and typer needs click; nnpm's process never runs httpx's CLI, so it is not loaded.
+if "httpx" not in sys.modules:
+    sys.modules.setdefault("httpx._main", None)
 
-from nnpm.cli import state
+import typer  # noqa: E402
+
+from nnpm.cli import state  # noqa: E402
 
 app = typer.Typer(
     name="nnpm",
