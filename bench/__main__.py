@@ -1,4 +1,4 @@
-"""`python -m bench [--only GROUP ...] [--runs N] [--json PATH]`: run the benchmarks, print one table."""
+"""`python -m bench [--only GROUP ...] [--quick] [--runs N] [--json PATH]`: run the benchmarks, print one table."""
 
 from __future__ import annotations
 
@@ -52,13 +52,19 @@ def table(rows: list[Row]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument("--only", nargs="+", choices=list(GROUPS), help="run only these groups")
-    p.add_argument("--runs", type=int, default=5, help="timed runs per median, after one warm-up (default 5)")
-    p.add_argument("--json", type=Path, default=RESULTS, help=f"where to write the results (default {RESULTS})")
+    p.add_argument("--quick", action="store_true",
+                   help="a short run: 3 runs per median, shorter load windows, no 2.5 GB model")
+    p.add_argument("--runs", type=int, default=None, help="timed runs per median, after one warm-up (default 5, "
+                   "3 with --quick)")
+    p.add_argument("--json", type=Path, default=RESULTS,
+                   help=f"the history this run is appended to (default {RESULTS})")
     args = p.parse_args(argv)
+    args.runs = args.runs or (3 if args.quick else 5)
 
     started = time.perf_counter()
-    info = {"cores": os.cpu_count(), "machine": platform.machine(), "system": platform.platform(),
-            "versions": versions(), "runs": args.runs}
+    info = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cores": os.cpu_count(), "machine": platform.machine(),
+            "system": platform.platform(), "versions": versions(), "runs": args.runs, "quick": args.quick,
+            "groups": args.only or list(GROUPS)}
     info["loadavg_before"] = os.getloadavg()
     print(f"nnpm bench on {info['cores']} cores ({info['system']}), median of {args.runs} runs after a warm-up; "
           f"load average {info['loadavg_before'][0]:.2f} at the start")
@@ -66,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     # pip byte-compiles what it installs; nnpm here is an editable checkout, and PYTHONDONTWRITEBYTECODE
     # (set on some machines) would make every timed process compile it again.
     compileall.compile_dir(str(ROOT / "nnpm"), quiet=1)
-    world = World()
+    world = World(quick=args.quick)
     rows: list[Row] = []
     failed: list[str] = []
     try:
@@ -95,10 +101,29 @@ def main(argv: list[str] | None = None) -> int:
     if info["loadavg_before"][0] > 0.5:
         print(f"warning: the load average was {info['loadavg_before'][0]:.2f} when the bench started: other work "
               "shared the cores, so timings are noisier and slower than on an idle machine")
-    print(f"results: {args.json}")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({**info, "failed": failed, "rows": [r.to_dict() for r in rows]}, indent=1) + "\n")
+    history = append_run(args.json, {**info, "failed": failed, "rows": [r.to_dict() for r in rows]})
+    print(f"results: {args.json} (run {history} of the history)")
     return 1 if failed else 0
+
+
+def append_run(path: Path, run: dict) -> int:
+    """Add one run to the history file (a JSON object with a list of runs, oldest first); its count."""
+    runs: list[dict] = []
+    try:
+        old = json.loads(path.read_text())
+        runs = old["runs"] if isinstance(old, dict) and isinstance(old.get("runs"), list) else [old]
+    except FileNotFoundError:
+        pass
+    except ValueError:
+        # A damaged history is kept aside, not overwritten: it is the only record of earlier runs.
+        path.replace(path.with_suffix(".damaged.json"))
+        log(f"{path} was not JSON; kept as {path.with_suffix('.damaged.json').name}, a new history begins")
+    runs.append(run)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"runs": runs}, indent=1) + "\n")
+    tmp.replace(path)
+    return len(runs)
 
 
 if __name__ == "__main__":

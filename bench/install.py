@@ -1,4 +1,4 @@
-"""Install figures: cold install of resnet18 against curl + sha256sum and against pip, warm install.
+"""Install figures: cold install of resnet18 against curl + sha256sum, pip and uv; warm install against uv.
 
 - cold: a fresh NNPM_HOME per run, `nnpm install resnet18 --registry URL`, wall time of the CLI
   process (resolve, fetch the reference's files = 46.8 MB: the graph, labels, README, the
@@ -8,9 +8,12 @@
   labelled as such, when either is missing).
 - peer 2, what people do today: the same files in a wheel on a PEP 503 `/simple/` index served
   by `python -m http.server`, `pip install --no-deps --no-cache-dir --target TMP`.
+- peer 3, the fastest installer people use: `uv pip install --no-deps --no-cache --target TMP` of
+  the same wheel from the same index (bench/uvpeer.py).
 - warm: a home whose store already holds resnet18; `nnpm install --env NEW resnet18`; checks
   that the server logged no blob GET, the CLI reports 0 blobs fetched, and every installed file
-  is a hard link of its store blob (same inode, st_nlink > 1).
+  is a hard link of its store blob (same inode, st_nlink > 1). Its peer: `uv pip install` of the
+  wheel into a new venv (made before the clock starts) with a cache that already holds it.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from pathlib import Path
 
 import httpx
 
+from bench import uvpeer
 from bench.common import PY, Row, child_env, free_port, interleaved, log, median, nnpm_cmd, repeat, stop_process, timed
 from bench.wheels import write_wheel
 from bench.world import World
@@ -196,7 +200,8 @@ def _check_links(home: Path, env: str) -> list[str]:
     return problems
 
 
-def warm_install(world: World, runs: int) -> Row:
+def warm_install(world: World, runs: int, peer: Callable[[int], float] | None) -> tuple[Row, list[float]]:
+    """The warm-install row (absolute target, checks below) and the peer's times, interleaved with it."""
     home = world.tmp("warm-home")
     nnpm_install(world, home)                       # fills the store (env "default")
     problems: list[str] = []
@@ -212,7 +217,10 @@ def warm_install(world: World, runs: int) -> Row:
         problems.extend(_check_links(home, env))
         return seconds
 
-    times = repeat(once, runs)
+    if peer is None:
+        times, peer_times = repeat(once, runs), []
+    else:
+        times, peer_times = interleaved([once, peer], runs)
     notes = [f"blob GETs on the server per run: {gets}",
              f"CLI says fetched: {sorted(set(fetched))}",
              "hard links: " + ("every file shares its inode with the store (st_nlink > 1)" if not problems
@@ -221,7 +229,7 @@ def warm_install(world: World, runs: int) -> Row:
               op="<=", limit=0.2, absolute=True, runs=times, notes=notes)
     if any(gets) or any(not f.startswith("0 blobs") for f in fetched) or problems:
         row.check_failed = "the warm install fetched or copied bytes"
-    return row
+    return row, peer_times
 
 
 def bench(world: World, runs: int) -> list[Row]:
@@ -233,21 +241,40 @@ def bench(world: World, runs: int) -> list[Row]:
     rows = [Row("cold-vs-curl", f"cold install resnet18 ({size / 1e6:.1f} MB)", median(cold), "s",
                 peer=median(peer), peer_label=curl_label, op="<=", limit=1.3, runs=cold, peer_runs=peer)]
 
-    log("install: cold install vs pip install of a wheel from a local /simple/ index")
+    log("install: cold install vs pip and vs uv, each installing a wheel from a local /simple/ index")
     site = world.tmp("pypi")
     wheel = build_wheel(world.examples / "resnet18", world.tmp("wheel"))
     make_index(site, wheel)
+    uv = uvpeer.uv_binary()
     server = StaticServer(site)
     try:
-        pip = pip_peer(world, server.url + "/simple/")
+        index = server.url + "/simple/"
+        pip = pip_peer(world, index)
         cold2, pip_times = interleaved([lambda i: cold_install(world), pip], runs)
+        wheel_note = (f"wheel {wheel.stat().st_size / 1e6:.1f} MB, deflated like bdist_wheel, "
+                      "served by python -m http.server")
+        rows.append(Row("cold-vs-pip", "cold install resnet18 (again, vs pip)", median(cold2), "s",
+                        peer=median(pip_times), peer_label="pip install of a wheel, local /simple/",
+                        op="<=", limit=0.5, runs=cold2, peer_runs=pip_times, notes=[wheel_note]))
+        installed = f"{WHEEL_MODULE}/model.onnx"
+        if uv is None:
+            log("install: no uv beside the interpreter or on PATH: the uv rows are skipped ('pip install uv')")
+            rows.append(warm_install(world, runs, None)[0])
+            return rows
+        cold3, uv_cold = interleaved([lambda i: cold_install(world),
+                                      uvpeer.cold(uv, world.tmp, index, WHEEL_NAME, installed)], runs)
+        rows.append(Row("cold-vs-uv", "cold install resnet18 (again, vs uv)", median(cold3), "s",
+                        peer=median(uv_cold), peer_label="uv pip install --no-cache of the wheel",
+                        op="<=", limit=1.0, runs=cold3, peer_runs=uv_cold,
+                        notes=[wheel_note, f"{uvpeer.uv_version(uv)}, --no-deps --no-cache --target NEW"]))
+        log("install: warm install into a new environment, vs uv with a warm cache into a new venv")
+        uv_warm, _cache = uvpeer.warm(uv, world.tmp, index, WHEEL_NAME, installed)
+        warm, uv_times = warm_install(world, runs, uv_warm)
     finally:
         server.stop()
-    rows.append(Row("cold-vs-pip", "cold install resnet18 (again, vs pip)", median(cold2), "s", peer=median(pip_times),
-                    peer_label="pip install of a wheel, local /simple/",
-                    op="<=", limit=0.5, runs=cold2, peer_runs=pip_times,
-                    notes=[f"wheel {wheel.stat().st_size / 1e6:.1f} MB, deflated like bdist_wheel"]))
-
-    log("install: warm install into a new environment")
-    rows.append(warm_install(world, runs))
+    rows.append(warm)
+    rows.append(Row("warm-vs-uv", "warm install resnet18 into a new env, vs uv", warm.value, "s",
+                    peer=median(uv_times), peer_label="uv pip install, warm cache, new venv",
+                    op="<=", limit=2.0, runs=warm.runs, peer_runs=uv_times,
+                    notes=["the same nnpm runs as the row above; uv's venv is made before its clock starts"]))
     return rows

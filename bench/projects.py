@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
 import sys
@@ -31,6 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.common import PY, Row, child_env, interleaved, log, median, nnpm_cmd, run, timed
+from bench.uvpeer import uv_binary, uv_env, uv_version
 from bench.wheels import write_wheel
 
 PACKAGES = ["resnet18", "imagenet-preprocess", "topk"]   # published by bench.world; no runtime needed to sync
@@ -123,13 +123,6 @@ def _pyproject(index: Path) -> str:
             f'[[tool.uv.index]]\nname = "local"\nurl = "{index.resolve().as_uri()}"\ndefault = true\n')
 
 
-def _uv_env(cache: Path) -> dict[str, str]:
-    """The environment for uv: none of the caller's UV_* settings or VIRTUAL_ENV; our cache; no downloads."""
-    env = {k: v for k, v in child_env().items() if not k.startswith("UV_") and k != "VIRTUAL_ENV"}
-    env.update(UV_CACHE_DIR=str(cache), UV_PYTHON_DOWNLOADS="never", UV_NO_PROGRESS="1")
-    return env
-
-
 def _check_uv_checkout(folder: Path) -> tuple[list[str], int, int]:
     """Problems with a synced uv checkout, the bytes of the wheels' files in its site-packages,
     and how many of those files are hard links (of uv's cache)."""
@@ -176,7 +169,7 @@ def uv_project(world, uv: Path, nnpm_project_dir: Path) -> tuple[Path, dict[str,
                           out) for p in locked]
     simple = world.tmp("projects-index") / "simple"
     make_index(simple, wheels)
-    env = _uv_env(world.tmp("projects-uv-cache"))
+    env = uv_env(world.tmp("projects-uv-cache"))
     project = world.tmp("uv-project")
     (project / "pyproject.toml").write_text(_pyproject(simple))
     run([str(uv), "lock", "--offline", "-q", "--python", PY], env=env, cwd=project)
@@ -233,26 +226,26 @@ def uv_sync_run(world, uv: Path, project: Path, env: dict[str, str], problems: l
 
 def bench(world, runs: int) -> list[Row]:
     """`nnpm sync --frozen` of a 3-package project into a fresh checkout vs `uv sync --frozen`, warm both."""
-    uv = Path(sys.executable).parent / "uv"
-    if not (uv.is_file() and os.access(uv, os.X_OK)):
-        log(f"projects: SKIPPED, the peer is missing: no uv beside the interpreter ({uv}); "
+    uv = uv_binary()
+    if uv is None:
+        log("projects: SKIPPED, the peer is missing: no uv beside the interpreter or on PATH; "
             "'pip install uv' into the venv to measure this row")
         return []
-    uv_version = run([str(uv), "--version"]).stdout.strip()
+    version = uv_version(uv)
     project, env, sizes = nnpm_project(world)
-    uv_dir, uv_env, wheels, problems = uv_project(world, uv, project)
+    uv_dir, uv_vars, wheels, problems = uv_project(world, uv, project)
     said: list[str] = []
     gets: list[int] = []
     uv_notes: list[str] = []
     log("projects: nnpm sync --frozen vs uv sync --frozen, fresh checkouts, alternating")
     nnpm_times, uv_times = interleaved([nnpm_sync_run(world, project, env, problems, said, gets),
-                                        uv_sync_run(world, uv, uv_dir, uv_env, problems, uv_notes)], runs)
+                                        uv_sync_run(world, uv, uv_dir, uv_vars, problems, uv_notes)], runs)
     total = sum(sizes.values())
     wheel_bytes = sum(w.stat().st_size for w in wheels)
     notes = [f"nnpm: {len(PACKAGES)} packages ({', '.join(PACKAGES)}), {total / 1e6:.1f} MB of files "
              f"({total:,} bytes); said {sorted(set(said))}; blob GETs on the server per run (warm-up first): {gets}",
              f"uv: {len(wheels)} wheels of the same files, {wheel_bytes / 1e6:.1f} MB ({wheel_bytes:,} bytes, "
-             f"deflated), file:// PEP 503 index, {uv_version}", *uv_notes]
+             f"deflated), file:// PEP 503 index, {version}", *uv_notes]
     row = Row("project-sync", f"nnpm sync of a {len(PACKAGES)}-package project, fresh checkout, warm store",
               median(nnpm_times), "s", peer=median(uv_times), peer_label="uv sync --frozen (3 wheels, warm cache)",
               op="<=", limit=6.0, runs=nnpm_times, peer_runs=uv_times, notes=notes)

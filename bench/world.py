@@ -19,7 +19,8 @@ EXAMPLES = ["resnet18", "imagenet-preprocess", "topk", "imagenet-classifier"]
 class World:
     """Lazily built shared state for the figure groups."""
 
-    def __init__(self) -> None:
+    def __init__(self, quick: bool = False) -> None:
+        self.quick = quick          # --quick: groups shorten their load windows and skip the largest sizes
         self.root = Path(tempfile.mkdtemp(prefix="nnpm-bench-"))
         self._servers: list[Registry] = []
 
