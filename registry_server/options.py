@@ -72,6 +72,9 @@ OPTIONS = (
            str, _STORE),
     Option("redirect_downloads", "answer blob downloads with a 307 to a short-lived presigned S3 URL (s3:// only)",
            bool),
+    Option("accel_redirect", "hand blob downloads to a front proxy (nginx): answer them with X-Accel-Redirect: "
+           "PREFIX/sha256/<ab>/<digest>, PREFIX an internal location over the blobs folder (folder store only; "
+           "docs/deploy.md)", str),
     Option("max_blob_size", "bytes per uploaded file (default 8 GiB)", int),
     Option("max_manifest_size", "bytes per manifest (default 4 MiB)", int),
     Option("validate_timeout", "seconds the model-checking worker may take (default 60)", float),

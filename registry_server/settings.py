@@ -24,6 +24,7 @@ class ServerSettings:
     storage_url: str = ""                  # "" means a folder in data_dir; file:///PATH or s3://BUCKET/PREFIX
     s3_endpoint: str = ""                  # "" means boto3's own (AWS_ENDPOINT_URL, else AWS itself)
     redirect_downloads: bool = False       # GET of a blob answers 307 to a presigned URL (s3:// only)
+    accel_redirect: str = ""               # "" off; a front proxy's internal prefix: GETs answer X-Accel-Redirect
     max_blob_size: int = MAX_BLOB_BYTES    # one uploaded file
     max_manifest_size: int = MAX_MANIFEST_BYTES   # one manifest.json body
     validate_timeout: float = 60.0         # seconds of wall clock for the model-reading worker

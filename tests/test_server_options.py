@@ -38,7 +38,7 @@ def test_every_option_comes_from_its_variable(tmp_path: Path, monkeypatch: pytes
               "validate_memory": "123456789", "validate_workers": "3", "publish_queue": "5",
               "validate_scratch": "4096", "readme_timeout": "2.5", "body_timeout": "11", "header_timeout": "12",
               "upload_quota": "999", "validate_worker_jobs": "4", "measure_budget": "9.5", "measure_time": "0.5", "no_measure": "1",
-              "tuf_online_key": "/keys/online.key", "tuf_timestamp_expiry": "60"}
+              "tuf_online_key": "/keys/online.key", "tuf_timestamp_expiry": "60", "accel_redirect": "/_blobs/"}
     assert {o.field for o in OPTIONS} == set(values)
     for opt in OPTIONS:
         monkeypatch.setenv(opt.env, values[opt.field])
@@ -50,7 +50,7 @@ def test_every_option_comes_from_its_variable(tmp_path: Path, monkeypatch: pytes
     assert (s.validate_workers, s.publish_queue, s.validate_scratch, s.readme_timeout) == (3, 5, 4096, 2.5)
     assert (s.body_timeout, s.header_timeout, s.upload_quota, s.validate_worker_jobs) == (11.0, 12.0, 999, 4)
     assert (s.measure_budget, s.measure_time, s.no_measure, s.measure) == (9.5, 0.5, True, False)
-    assert (s.tuf_key_path, s.tuf_timestamp_expiry) == (Path("/keys/online.key"), 60)
+    assert (s.tuf_key_path, s.tuf_timestamp_expiry, s.accel_redirect) == (Path("/keys/online.key"), 60, "/_blobs/")
 
 
 def test_a_flag_wins_over_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -304,6 +304,12 @@ class RegistryClient(AdminCalls):
                 resp.close()
                 raise RegistryError(f"the download of blob {digest} was redirected more than "
                                     f"{MAX_BLOB_REDIRECTS} times", hint="tell the registry's operator")
+            if "x-accel-redirect" in resp.headers:
+                # Meant for a front proxy, which replaces it with the file: none is between us and the registry.
+                raise RegistryError(f"the registry handed the download of blob {digest} to a front proxy "
+                                    "(X-Accel-Redirect), but none answered",
+                                    hint="use the registry's public URL, the one behind its proxy; or tell its "
+                                    "operator (--accel-redirect without nginx in front)")
             with self._mapped():
                 yield resp
         finally:

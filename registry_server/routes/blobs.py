@@ -166,17 +166,23 @@ def stored_blob_answer(request: Request, digest: str, size: int, store: BlobStor
     Shared by `/api/v1/blobs` and the OCI API (`/v2/`, routes/oci.py), which adds headers
     (`extra`) and answers an unsatisfiable Range in its own error shape."""
     url = (lambda: store.download_url(digest, disposition=disposition)) if settings.redirect_downloads else None
+    accel = None
+    if settings.accel_redirect and (where := store.relative_path(digest)):
+        accel = settings.accel_redirect.rstrip("/") + "/" + where
     return blob_answer(request, digest, size, lambda start, length: store.open_range(digest, start, length),
-                       download_url=url, disposition=disposition, extra=extra, unsatisfiable=unsatisfiable)
+                       download_url=url, accel=accel, disposition=disposition, extra=extra,
+                       unsatisfiable=unsatisfiable)
 
 
 def blob_answer(request: Request, digest: str, size: int, open_range: Callable[[int, int | None], Iterable[bytes]],
-                *, download_url: Callable[[], str | None] | None = None, disposition: str | None = None,
-                extra: dict[str, str] | None = None, unsatisfiable: Refusal = _unsatisfiable) -> Response:
+                *, download_url: Callable[[], str | None] | None = None, accel: str | None = None,
+                disposition: str | None = None, extra: dict[str, str] | None = None,
+                unsatisfiable: Refusal = _unsatisfiable) -> Response:
     """GET of `size` bytes named `digest`: 304 (If-None-Match), 307 (to `download_url()`), 206 (Range), 416, or 200.
 
     `open_range(start, length)` yields the bytes (length None: to the end). A Range is
-    ignored when `If-Range` names other bytes, or when it is malformed (RFC 9110)."""
+    ignored when `If-Range` names other bytes, or when it is malformed (RFC 9110).
+    `accel`: hand a whole-blob answer to the front proxy (X-Accel-Redirect to that path)."""
     headers = {**blob_headers(digest), **(extra or {})}
     if _etag_matches(request.headers.get("if-none-match"), headers["ETag"]):
         return Response(status_code=304, headers=headers)
@@ -185,6 +191,11 @@ def blob_answer(request: Request, digest: str, size: int, open_range: Callable[[
     if download_url is not None and (url := download_url()):
         # The bytes come from the store itself; the client re-sends Range there and checks the sha256.
         return Response(status_code=307, headers={**(extra or {}), "Location": url, "Cache-Control": "no-store"})
+    if accel is not None and not request.headers.get("range"):
+        # The proxy sends the file (sendfile, no copy through Python) with these headers. A Range
+        # (a resumed download) is answered here: the proxy would check If-Range against its own ETag.
+        return Response(status_code=200, media_type="application/octet-stream",
+                        headers={**headers, "X-Accel-Redirect": accel})
     rng = parse_range(request.headers.get("range"), size)
     if_range = request.headers.get("if-range")
     if rng is not None and if_range and if_range.strip() != headers["ETag"]:

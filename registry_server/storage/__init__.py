@@ -43,6 +43,8 @@ def storage_from_settings(settings: "ServerSettings") -> BlobStore:
     if settings.redirect_downloads and scheme != "s3":
         raise ConfigError("--redirect-downloads needs an s3:// storage URL",
                           hint="blobs in a folder are always served by the registry itself")
+    if settings.accel_redirect:
+        check_accel_prefix(settings.accel_redirect, scheme)
     if scheme == "s3":
         try:
             from registry_server.storage.s3 import S3BlobStore
@@ -56,3 +58,13 @@ def storage_from_settings(settings: "ServerSettings") -> BlobStore:
 
     folder = Path(where) if scheme == "file" else settings.data_dir
     return DirBlobStore(folder / "blobs", folder / "tmp")
+
+
+def check_accel_prefix(prefix: str, scheme: str) -> None:
+    """Refuse an --accel-redirect the front proxy could not use: a store that is not a folder, or a bad prefix."""
+    if scheme == "s3":
+        raise ConfigError("--accel-redirect needs blobs in a folder, not s3://",
+                          hint="with S3, let clients fetch from the bucket: --redirect-downloads")
+    if not prefix.startswith("/") or any(c.isspace() or ord(c) < 0x20 or c in "?#%\\" for c in prefix):
+        raise ConfigError(f"--accel-redirect {prefix[:100]!r} is not a URL path",
+                          hint="give the front proxy's internal location, e.g. /_nnpm_blobs/")

@@ -107,6 +107,10 @@ class BlobStore(ABC):
     def check(self) -> None:
         """Raise ConfigError when the store cannot be used at all (called once, at start-up)."""
 
+    def relative_path(self, digest: str) -> str | None:
+        """The blob's path under the store's folder ("sha256/ab/ab12…"), or None when the store is not a folder."""
+        return None
+
     def download_url(self, digest: str, *, disposition: str | None = None) -> str | None:
         """A short-lived URL a client may fetch the blob from directly, or None when the store has none.
 

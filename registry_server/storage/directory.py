@@ -44,6 +44,9 @@ class DirBlobStore(BlobStore):
     def _path(self, digest: str) -> Path:
         return self.root / digest[:2] / digest
 
+    def relative_path(self, digest: str) -> str:
+        return f"sha256/{digest[:2]}/{digest}"
+
     def check(self) -> None:
         """ConfigError unless both folders exist and can be written."""
         for folder in (self.root, self.tmp_dir):
