@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,6 +79,8 @@ def read_config(home: Path) -> dict:
     path = home / CONFIG_NAME
     if not path.exists():
         return {}
+    import tomllib  # only with a config file: most loads have none, and tomllib costs ~3 ms
+
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

@@ -9,7 +9,6 @@ records that must survive a power cut (the lock file).
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 import sys
 import threading
@@ -84,6 +83,8 @@ def remove_tree(path: Path) -> None:
     except FileNotFoundError:
         return
     if stat.S_ISDIR(st.st_mode):
+        import shutil  # here: shutil imports bz2 and lzma (~3 ms) that loading a model never needs
+
         if sys.version_info >= (3, 12):
             shutil.rmtree(path, onexc=make_writable)
         else:

@@ -19,7 +19,6 @@ Reading here is tomllib only: `nnpm.load` asks "am I in a project?" on every cal
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -136,6 +135,8 @@ def application_from_dict(data: Any, path: Path, *, in_pyproject: bool = False, 
 
 
 def _read(path: Path) -> dict:
+    import tomllib  # only once a project file is found: outside a project, `nnpm.load` never parses TOML
+
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
