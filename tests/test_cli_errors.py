@@ -206,3 +206,12 @@ def test_importing_the_cli_does_not_import_heavy_modules():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_the_cli_process_keeps_httpx_own_command_line_client_out():
+    # httpx imports its CLI (click, rich, pygments) when click is installed; nnpm's process never runs it
+    code = ("import sys, nnpm.cli, httpx; "
+            "print(sorted(m for m in ('rich', 'pygments', 'click') if m in sys.modules), callable(httpx.main))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[] True"

@@ -10,9 +10,14 @@ import importlib
 import sys
 
 # httpx loads its own command-line client (click, rich, pygments: 30-70 ms here) whenever click is
-# installed, and typer needs click; nnpm's process never runs httpx's CLI, so it is not loaded.
-if "httpx" not in sys.modules:
-    sys.modules.setdefault("httpx._main", None)
+# installed, and typer needs click. nnpm's process never runs it: a stand-in module takes its place,
+# with the one name httpx takes from it, so this holds whether or not httpx guards that import.
+if "httpx" not in sys.modules and "httpx._main" not in sys.modules:
+    import types
+
+    _httpx_cli = types.ModuleType("httpx._main", "Not loaded in nnpm's process (nnpm/cli/__init__.py).")
+    _httpx_cli.main = lambda *args, **kwargs: sys.exit("httpx's own CLI is not loaded inside nnpm; run `httpx`")
+    sys.modules["httpx._main"] = _httpx_cli
 
 import typer  # noqa: E402
 
