@@ -12,7 +12,20 @@ import time
 import traceback
 from pathlib import Path
 
-from bench import finetune, install, oci, pipeline, projects, publish, registry, resolver, startup, trust, variants
+from bench import (
+    finetune,
+    install,
+    oci,
+    pipeline,
+    projects,
+    publish,
+    registry,
+    resolver,
+    sizes,
+    startup,
+    trust,
+    variants,
+)
 from bench.common import ROOT, Row, fmt, log, versions
 from bench.world import World
 
@@ -28,6 +41,7 @@ GROUPS = {
     "finetune": finetune.bench,
     "oci": oci.bench,
     "trust": trust.bench,
+    "sizes": lambda world, runs: sizes.bench(world, runs, quick=world.quick),
 }
 RESULTS = Path(__file__).resolve().parent / "results.json"
 

@@ -85,7 +85,7 @@ def curl_peer(world: World) -> tuple[Callable[[int], float], str]:
         try:
             start = time.perf_counter()
             args = [a for target, url in zip(targets, urls, strict=True) for a in ("-o", target, url)]
-            subprocess.run([curl, "-sS", "-f", "--parallel", "--parallel-max", "4", *args], check=True)
+            subprocess.run([curl, "-sS", "--no-progress-meter", "-f", "--parallel", "--parallel-max", "4", *args], check=True)
             out = subprocess.run([sha256sum, *targets], check=True, capture_output=True, text=True).stdout
             seconds = time.perf_counter() - start
         finally:
