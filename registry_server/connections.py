@@ -1,4 +1,4 @@
-"""uvicorn's HTTP/1.1 protocol, with a deadline for request headers.
+"""uvicorn's HTTP/1.1 protocol, with a deadline for request headers and file bodies sent by the kernel.
 
 uvicorn closes idle keep-alive connections, but a connection that sends half a request
 line, or headers one byte a minute, is kept open for ever: enough of them exhaust the
@@ -6,6 +6,7 @@ server's sockets (slowloris). `protocol_class(seconds)` is uvicorn's h11 protoco
 timer more: from the moment a connection opens, or a new request's first byte arrives, its
 headers must be complete within `seconds`; otherwise the server answers 408 and closes.
 Request bodies have their own deadline (`--body-timeout`, registry_server/routes/deps.py).
+Every request cycle is also offered ASGI's pathsend extension (registry_server/pathsend.py).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import asyncio
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from registry_server import pathsend
 
 _TIMED_OUT = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
               b"content-length: 33\r\nconnection: close\r\n\r\nrequest headers were not complete")
@@ -28,6 +31,12 @@ class HeaderTimeoutProtocol(H11Protocol):
         self._header_deadline: asyncio.TimerHandle | None = None
         super().connection_made(transport)
         self._arm()
+
+    def handle_events(self) -> None:
+        before = self.cycle
+        super().handle_events()
+        if self.cycle is not None and self.cycle is not before:   # a new request: its ASGI task has not run yet
+            pathsend.offer(self.cycle, self.loop)
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -17,6 +18,7 @@ from nnpm.format.limits import MAX_FILES
 from registry_server.db.tables import User
 from registry_server.error_responses import error_response
 from registry_server.headers import content_disposition
+from registry_server.pathsend import FileAnswer
 from registry_server.routes.deps import body_stream, current_user, get_session, get_settings, get_store
 from registry_server.services.blobs import record_stored, release, reserve
 from registry_server.services.publish import read_body
@@ -170,19 +172,20 @@ def stored_blob_answer(request: Request, digest: str, size: int, store: BlobStor
     if settings.accel_redirect and (where := store.relative_path(digest)):
         accel = settings.accel_redirect.rstrip("/") + "/" + where
     return blob_answer(request, digest, size, lambda start, length: store.open_range(digest, start, length),
-                       download_url=url, accel=accel, disposition=disposition, extra=extra,
-                       unsatisfiable=unsatisfiable)
+                       download_url=url, accel=accel, path=store.file_path(digest), disposition=disposition,
+                       extra=extra, unsatisfiable=unsatisfiable)
 
 
 def blob_answer(request: Request, digest: str, size: int, open_range: Callable[[int, int | None], Iterable[bytes]],
                 *, download_url: Callable[[], str | None] | None = None, accel: str | None = None,
-                disposition: str | None = None, extra: dict[str, str] | None = None,
+                path: Path | None = None, disposition: str | None = None, extra: dict[str, str] | None = None,
                 unsatisfiable: Refusal = _unsatisfiable) -> Response:
     """GET of `size` bytes named `digest`: 304 (If-None-Match), 307 (to `download_url()`), 206 (Range), 416, or 200.
 
     `open_range(start, length)` yields the bytes (length None: to the end). A Range is
     ignored when `If-Range` names other bytes, or when it is malformed (RFC 9110).
-    `accel`: hand a whole-blob answer to the front proxy (X-Accel-Redirect to that path)."""
+    `accel`: hand a whole-blob answer to the front proxy (X-Accel-Redirect to that path).
+    `path`: the blob's file, which a whole-blob answer sends with sendfile (registry_server/pathsend.py)."""
     headers = {**blob_headers(digest), **(extra or {})}
     if _etag_matches(request.headers.get("if-none-match"), headers["ETag"]):
         return Response(status_code=304, headers=headers)
@@ -203,6 +206,8 @@ def blob_answer(request: Request, digest: str, size: int, open_range: Callable[[
     if rng is False:
         return unsatisfiable(request, size, {**headers, "Content-Range": f"bytes */{size}"})
     if rng is None:
+        if path is not None:
+            return FileAnswer(path, size, headers, lambda: open_range(0, None))
         return StreamingResponse(open_range(0, None), media_type="application/octet-stream",
                                  headers={**headers, "Content-Length": str(size)})
     start, end = rng

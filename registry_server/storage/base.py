@@ -107,6 +107,10 @@ class BlobStore(ABC):
     def check(self) -> None:
         """Raise ConfigError when the store cannot be used at all (called once, at start-up)."""
 
+    def file_path(self, digest: str) -> Path | None:
+        """The blob's file, for the server to send with sendfile, or None when the store is not a folder."""
+        return None
+
     def relative_path(self, digest: str) -> str | None:
         """The blob's path under the store's folder ("sha256/ab/ab12…"), or None when the store is not a folder."""
         return None

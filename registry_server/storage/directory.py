@@ -44,6 +44,9 @@ class DirBlobStore(BlobStore):
     def _path(self, digest: str) -> Path:
         return self.root / digest[:2] / digest
 
+    def file_path(self, digest: str) -> Path:
+        return self._path(digest)
+
     def relative_path(self, digest: str) -> str:
         return f"sha256/{digest[:2]}/{digest}"
 
@@ -72,7 +75,9 @@ class DirBlobStore(BlobStore):
         if self.exists(digest):
             await drain(chunks)
             return False
-        fd, tmp_name = tempfile.mkstemp(prefix="upload-", suffix=".part", dir=self.tmp_dir)
+        # Every file-system call runs in a thread: on the event loop, a burst of uploads held up every request.
+        fd, tmp_name = await anyio.to_thread.run_sync(
+            lambda: tempfile.mkstemp(prefix="upload-", suffix=".part", dir=self.tmp_dir))
         tmp = Path(tmp_name)
         try:
             with os.fdopen(fd, "wb") as f:
@@ -87,13 +92,17 @@ class DirBlobStore(BlobStore):
                 check_digest(h.hexdigest(), digest)
                 f.flush()
                 await anyio.to_thread.run_sync(os.fsync, f.fileno())
-            os.chmod(tmp, 0o444)
-            final = self._path(digest)
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp, final)
+            await anyio.to_thread.run_sync(self._commit, tmp, digest)
             return True
         finally:
-            tmp.unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)   # here, not in a thread: a cancelled upload must still lose its part file
+
+    def _commit(self, tmp: Path, digest: str) -> None:
+        """Make a verified upload the blob: read-only, at its name."""
+        os.chmod(tmp, 0o444)
+        final = self._path(digest)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, final)
 
     def materialize(self, digest: str, dest: Path, *, link: bool = True) -> None:
         if link and self.link(digest, dest):
