@@ -81,6 +81,17 @@ def test_a_warm_worker_answers_and_is_replaced_after_its_job(pool_factory, small
     assert all(gone(pid) for pid in pids) and pool.pids() == []
 
 
+def test_workers_yield_the_cores_to_the_server(pool_factory) -> None:
+    # A burst of publishes keeps every worker busy; requests to the server must still come first.
+    from registry_server.services.validate import WORKER_NICENESS
+
+    pool = pool_factory(1)
+    (pid,) = warm(pool)
+    with open(f"/proc/{pid}/stat") as f:
+        worker_nice = int(f.read().rpartition(")")[2].split()[16])
+    assert worker_nice == min(19, os.nice(0) + WORKER_NICENESS)
+
+
 def test_a_worker_may_serve_several_jobs_when_asked(pool_factory, small_package) -> None:
     folder = small_package("reused")
     pool = pool_factory(1, max_jobs=2)
