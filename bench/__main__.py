@@ -13,6 +13,7 @@ import traceback
 from pathlib import Path
 
 from bench import (
+    concurrency,
     finetune,
     install,
     oci,
@@ -42,6 +43,7 @@ GROUPS = {
     "oci": oci.bench,
     "trust": trust.bench,
     "sizes": lambda world, runs: sizes.bench(world, runs, quick=world.quick),
+    "concurrency": lambda world, runs: concurrency.bench(world, runs, quick=world.quick),
 }
 RESULTS = Path(__file__).resolve().parent / "results.json"
 
