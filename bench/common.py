@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -185,6 +187,51 @@ def versions() -> dict[str, str]:
         else:
             out[tool] = "not found (a Python stand-in is used)"
     return out
+
+
+# -- one process's wall time and peak memory ------------------------------------------------------
+
+# A child's ru_maxrss is not its own peak alone: exec keeps the high-water mark of the memory it
+# replaces, and a child forked (or vforked) from the bench starts as a copy of the bench, which by
+# then has held whole tensors. So the install is started by this small launcher (a bare
+# interpreter, ~10 MB), which forks, execs the command and reports wait4's figures for it.
+LAUNCHER = """\
+import os, sys, time
+start = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execv(sys.argv[2], sys.argv[2:])
+    except OSError as exc:
+        print(f"cannot run {sys.argv[2]}: {exc}", file=sys.stderr)
+    os._exit(127)
+_, status, usage = os.wait4(pid, 0)
+seconds = time.perf_counter() - start
+with open(sys.argv[1], "w") as f:
+    f.write(f"{seconds} {usage.ru_maxrss} {os.waitstatus_to_exitcode(status)}")
+"""
+
+
+def timed_rss(cmd: Sequence[str], env: dict[str, str], timeout: float = 1800) -> tuple[float, int, str]:
+    """Wall time (fork to exit), peak RSS in bytes and output of one command, measured by LAUNCHER."""
+    with tempfile.TemporaryDirectory(prefix="nnpm-sizes-") as tmp:
+        report, out = Path(tmp) / "report", Path(tmp) / "out"
+        with open(out, "wb") as f:
+            proc = subprocess.Popen([PY, "-I", "-S", "-c", LAUNCHER, str(report), *cmd], env=env, stdout=f,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)   # the launcher and the command it started
+                proc.wait()
+                raise RuntimeError(f"{' '.join(cmd)} took more than {timeout:.0f} s") from None
+        text = out.read_text(errors="replace")
+        if proc.returncode != 0 or not report.is_file():
+            raise RuntimeError(f"the launcher of {' '.join(cmd)} failed ({proc.returncode}):\n{text[-3000:]}")
+        seconds, maxrss, code = report.read_text().split()
+    if int(code) != 0:
+        raise RuntimeError(f"{' '.join(cmd)} exited {code}:\n{text[-3000:]}")
+    return float(seconds), int(maxrss) * 1024, text   # ru_maxrss is in KiB on Linux
 
 
 # -- a real registry server --------------------------------------------------------------------------

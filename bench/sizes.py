@@ -27,21 +27,18 @@ the table), the figure saying "skipped" and the notes why and what the target wo
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import signal
 import subprocess
-import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
 from bench.bigmodel import Shape, shape_for, write_package
-from bench.common import PY, Registry, Row, child_env, interleaved, log, median, nnpm_cmd, run
+from bench.common import PY, Registry, Row, child_env, interleaved, log, median, nnpm_cmd, run, timed_rss
 from bench.world import World
 
 MB = 1e6
@@ -68,7 +65,6 @@ class Size:
 SIZES = [Size("47mb", 47e6, 1536, 1.3, load=True), Size("500mb", 500e6, 2048, 1.1),
          Size("2500mb", 2.5e9, 4096, 1.05, load=True)]
 ORDER = ["cold-47mb", "cold-500mb", "cold-2500mb", "load-47mb", "load-2500mb", "client-rss-2500mb"]
-
 
 def runs_for(size: Size, runs: int, quick: bool) -> tuple[int, int]:
     """(timed runs, warm-up runs) at a size: fewer where one run takes seconds."""
@@ -136,51 +132,6 @@ def manifest_files(url: str, name: str, version: str = "1.0.0") -> list[tuple[st
 
     data = httpx.get(f"{url}/api/v1/packages/{name}/{version}", timeout=60).json()
     return [(f.sha256, f.size) for f in Manifest.from_dict(data["manifest"]).files_for("reference")]
-
-
-# -- measuring one process --------------------------------------------------------------------------
-
-# A child's ru_maxrss is not its own peak alone: exec keeps the high-water mark of the memory it
-# replaces, and a child forked (or vforked) from the bench starts as a copy of the bench, which by
-# then has held whole tensors. So the install is started by this small launcher (a bare
-# interpreter, ~10 MB), which forks, execs the command and reports wait4's figures for it.
-LAUNCHER = """\
-import os, sys, time
-start = time.perf_counter()
-pid = os.fork()
-if pid == 0:
-    try:
-        os.execv(sys.argv[2], sys.argv[2:])
-    except OSError as exc:
-        print(f"cannot run {sys.argv[2]}: {exc}", file=sys.stderr)
-    os._exit(127)
-_, status, usage = os.wait4(pid, 0)
-seconds = time.perf_counter() - start
-with open(sys.argv[1], "w") as f:
-    f.write(f"{seconds} {usage.ru_maxrss} {os.waitstatus_to_exitcode(status)}")
-"""
-
-
-def timed_rss(cmd: Sequence[str], env: dict[str, str], timeout: float = 1800) -> tuple[float, int, str]:
-    """Wall time (fork to exit), peak RSS in bytes and output of one command, measured by LAUNCHER."""
-    with tempfile.TemporaryDirectory(prefix="nnpm-sizes-") as tmp:
-        report, out = Path(tmp) / "report", Path(tmp) / "out"
-        with open(out, "wb") as f:
-            proc = subprocess.Popen([PY, "-I", "-S", "-c", LAUNCHER, str(report), *cmd], env=env, stdout=f,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)   # the launcher and the command it started
-                proc.wait()
-                raise RuntimeError(f"{' '.join(cmd)} took more than {timeout:.0f} s") from None
-        text = out.read_text(errors="replace")
-        if proc.returncode != 0 or not report.is_file():
-            raise RuntimeError(f"the launcher of {' '.join(cmd)} failed ({proc.returncode}):\n{text[-3000:]}")
-        seconds, maxrss, code = report.read_text().split()
-    if int(code) != 0:
-        raise RuntimeError(f"{' '.join(cmd)} exited {code}:\n{text[-3000:]}")
-    return float(seconds), int(maxrss) * 1024, text   # ru_maxrss is in KiB on Linux
 
 
 def fetch_and_hash(url: str, files: list[tuple[str, int]], folder: Path) -> tuple[float, float, str]:
