@@ -82,7 +82,7 @@ def fmt(x: float | None, unit: str) -> str:
         return f"{x * 1000:.0f} ms" if x < 1 else f"{x:.2f} s"
     if unit == "MB":
         return f"{x:.1f} MB"
-    if unit in ("req/s", "runs/s"):
+    if unit in ("req/s", "runs/s", "MB/s"):
         return f"{x:,.0f} {unit}" if x >= 100 else f"{x:.1f} {unit}"
     return f"{x:g} {unit}"
 

@@ -116,7 +116,7 @@ def _nginx_or_note(notes: list[str]) -> str | None:
     if binary is None:
         if os.environ.get("CI") == "true":
             raise RuntimeError("nginx is not installed (CI=true: the 100-install peer is required)")
-        notes.append("nginx not found: no peer measured (apt-get install nginx-light)")
+        notes.append("nginx not found: no peer measured (apt-get install nginx)")
         return None
     notes.append(f"peer {nginx_version(binary)}: 1 worker process (as the registry's one uvicorn worker; "
                  "the load generator needs the other core), sendfile on, tcp_nopush, access log on, "
