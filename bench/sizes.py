@@ -331,7 +331,9 @@ def measure_size(world: World, size: Size, runs: int, quick: bool) -> list[Row]:
         ours, peer = interleaved([cold.nnpm, cold.peer], timed_runs, warmup)
         rows = [cold_row(size, cold, ours, peer)]
         if size.load:
-            rows.append(load_row(world, size, cold, timed_runs, warmup))
+            # A load is cheap beside an install, and at 2.5 GB one pair can differ 2x either way (the VM's
+            # page cache and disk): more pairs than the installs get.
+            rows.append(load_row(world, size, cold, max(timed_runs, 3 if quick else 5), warmup))
         if size.tag == "2500mb":
             rows.append(rss_row(cold))
         return rows
