@@ -55,7 +55,7 @@ def table(rows: list[Row]) -> str:
     for r in rows:
         peer = fmt(r.peer, r.unit) + (f" ({r.peer_label})" if r.peer_label else "") if r.peer is not None else "-"
         ok = {True: "yes", False: "NO", None: "-"}[r.ok]
-        body.append([r.figure, fmt(r.value, r.unit), peer, f"{r.ratio:.2f}x" if r.ratio is not None else "-",
+        body.append([r.figure, "SKIPPED" if r.skipped else fmt(r.value, r.unit), peer, f"{r.ratio:.2f}x" if r.ratio is not None else "-",
                      r.target, ok])
     widths = [max(len(line[i]) for line in [head, *body]) for i in range(len(head))]
     def line(cells):

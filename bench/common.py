@@ -42,6 +42,7 @@ class Row:
     peer_runs: list[float] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     check_failed: str = ""          # a correctness check of the measurement failed: never ok
+    skipped: bool = False           # not measured (its notes say why): neither met nor missed
 
     @property
     def ratio(self) -> float | None:
@@ -59,6 +60,8 @@ class Row:
 
     @property
     def ok(self) -> bool | None:
+        if self.skipped:
+            return None
         if self.check_failed:
             return False
         if self.limit is None:

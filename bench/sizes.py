@@ -21,8 +21,8 @@ set-up time). `nnpm publish` splits it tensor-addressed: the graph plus one blob
 
 Big sizes get fewer runs (runs_for); every generated folder, home and registry is removed as
 soon as its size is done. A size that does not fit on the disk, or 2.5 GB when `quick`, gives
-*skipped rows*: value 0, no peer and no limit (so `ok` is None: neither met nor missed, "-" in
-the table), the figure saying "skipped" and the notes why and what the target would be.
+*skipped rows* (Row.skipped: "SKIPPED" in the table, neither met nor missed), their notes saying
+why and what the target would be.
 """
 
 from __future__ import annotations
@@ -305,13 +305,13 @@ def rss_row(cold: ColdInstall) -> Row:
 # -- the group -----------------------------------------------------------------------------------
 
 def skipped_rows(size: Size, why: str) -> list[Row]:
-    """Rows for a size not measured: value 0, no peer and no limit, so they are neither met nor missed."""
+    """Rows for a size not measured: skipped, so neither met nor missed."""
     specs = [(f"cold-{size.tag}", "cold install", "s", f"<= {size.limit:g}x curl + sha256sum")]
     if size.load:
         specs.append((f"load-{size.tag}", "nnpm.load + first run", "s", "<= 1.05x an onnxruntime session"))
     if size.tag == "2500mb":
         specs.append(("client-rss-2500mb", "nnpm install peak RSS", "MB", f"<= {RSS_LIMIT:g} MB"))
-    return [Row(key, f"{what}, generated {human(size.shape.nbytes)} model: SKIPPED", 0.0, unit,
+    return [Row(key, f"{what}, generated {human(size.shape.nbytes)} model", 0.0, unit, skipped=True,
                 notes=[f"skipped: {why}", f"target when measured: {target}"]) for key, what, unit, target in specs]
 
 
