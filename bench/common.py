@@ -268,14 +268,8 @@ class Registry:
                     [PY, "-m", "registry_server", "--data", str(self.data_dir), "--host", "127.0.0.1",
                      "--port", str(self.port), *self.flags],
                     cwd=ROOT, env=child_env(), stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline and self.proc.poll() is None:
-                try:
-                    if httpx.get(self.url + "/api/v1/health", timeout=2).status_code == 200:
-                        return self
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.05)
+            if answers(self.proc, self.url + "/api/v1/health", timeout):
+                return self
             self.stop()
             self.port = free_port()
         raise RuntimeError("the registry did not start; its log:\n"
@@ -303,6 +297,19 @@ class Registry:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def answers(proc: subprocess.Popen, url: str, timeout: float) -> bool:
+    """Whether `url` answered 200 before the server `proc` exited or `timeout` seconds passed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return True
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    return False
 
 
 def stop_process(proc: "subprocess.Popen | None", grace: float = 10) -> None:

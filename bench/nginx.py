@@ -19,12 +19,9 @@ import re
 import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
 
-import httpx
-
-from bench.common import free_port, stop_process
+from bench.common import answers, free_port, stop_process
 
 # One worker, like the registry's one uvicorn worker process: the same process count, and on a
 # 2-core machine the load generator needs the other core. sendfile: the kernel copies file to
@@ -127,15 +124,7 @@ class StaticNginx:
     def _wait_ready(self, timeout: float) -> bool:
         """Whether the first packument URL answered 200 before nginx exited or `timeout` seconds passed."""
         probe = f"{self.url}/api/v1/packages/{next(iter(self.packuments))}"
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.proc is not None and self.proc.poll() is None:
-            try:
-                if httpx.get(probe, timeout=2).status_code == 200:
-                    return True
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-        return False
+        return self.proc is not None and answers(self.proc, probe, timeout)
 
     def stop(self) -> None:
         """SIGTERM the master (a fast shutdown: it stops its workers), then make sure no worker is left."""

@@ -13,12 +13,10 @@ import os
 import pwd
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
-import httpx
 import pytest
-from registry_proc import free_port
+from registry_proc import answers, free_port
 
 CONF = """\
 {user}worker_processes 1;
@@ -94,14 +92,8 @@ class NginxFront:
     def __enter__(self) -> "NginxFront":
         self.proc = subprocess.Popen([self.binary, "-p", str(self.root), "-c", str(self.conf)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            try:
-                if httpx.get(self.url + "/api/v1/health", timeout=2).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
+        if answers(self.proc, self.url + "/api/v1/health", 20):
+            return self
         self.__exit__()
         raise AssertionError(f"nginx did not start: {(self.root / 'error.log').read_text(errors='replace')[-2000:]}")
 

@@ -110,6 +110,19 @@ def _flag(flags: list[str], name: str) -> str | None:
     return values[-1] if values else None
 
 
+def answers(proc: subprocess.Popen, url: str, timeout: float) -> bool:
+    """Whether `url` answered 200 before the server `proc` exited or `timeout` seconds passed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return True
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    return False
+
+
 def run_server_once(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     """`python -m registry_server ARGS` until it exits (for option errors), output captured."""
     return subprocess.run([sys.executable, "-m", "registry_server", *args], capture_output=True, text=True,
@@ -149,16 +162,8 @@ class Registry(RegistryHandle):
                  "--host", "127.0.0.1", "--port", str(self.port), *self.flags],
                 cwd=ROOT, env=child_env(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
             log.close()
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    break
-                try:
-                    if httpx.get(self.url + "/api/v1/health", timeout=1).status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.05)
+            if answers(self.proc, self.url + "/api/v1/health", timeout):
+                return
             self.stop()
             self.port = free_port()
         raise RuntimeError(f"registry did not start; log:\n{self.log_text()[-3000:]}")
