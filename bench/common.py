@@ -139,14 +139,19 @@ def repeat(fn: Callable[[int], float], runs: int, warmup: int = 1) -> list[float
     return [fn(i) for i in range(runs)]
 
 
-def interleaved(fns: Sequence[Callable[[int], float]], runs: int, warmup: int = 1) -> list[list[float]]:
-    """Like `repeat` for several measurements, alternating them so drift hits all alike."""
+def interleaved(fns: Sequence[Callable[[int], float]], runs: int, warmup: int = 1,
+                swap: bool = False) -> list[list[float]]:
+    """Like `repeat` for several measurements, alternating them so drift hits all alike.
+
+    `swap`: every other round runs them in reverse order (A B, B A, A B, ...), so that whatever
+    the one before leaves behind (memory to reclaim, a busy disk) falls on each side alike."""
     for i in range(warmup):
         for fn in fns:
             fn(-1 - i)
     out: list[list[float]] = [[] for _ in fns]
     for i in range(runs):
-        for k, fn in enumerate(fns):
+        order = list(enumerate(fns))
+        for k, fn in (order[::-1] if swap and i % 2 else order):
             out[k].append(fn(i))
     return out
 

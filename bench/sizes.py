@@ -27,6 +27,7 @@ why and what the target would be.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -278,8 +279,11 @@ def load_row(world: World, size: Size, cold: ColdInstall, runs: int, warmup: int
             return float(run([PY, "-c", code, arg, dim, *save], env=env, timeout=600).stdout.split()[-1])
         return once
 
+    os.sync()   # the installs' writeback must not land on one side's timed loads
     try:
-        ours, peer = interleaved([inner(NNPM_LOAD, name, "nnpm"), inner(ORT_LOAD, str(model), "ort")], runs, warmup)
+        # Each side in turn goes first: a 2.5 GB process leaves memory for the next one to reclaim.
+        ours, peer = interleaved([inner(NNPM_LOAD, name, "nnpm"), inner(ORT_LOAD, str(model), "ort")], runs, warmup,
+                                 swap=True)
         same = np.array_equal(np.load(outs / "nnpm.npy"), np.load(outs / "ort.npy"))
     finally:
         shutil.rmtree(outs, ignore_errors=True)

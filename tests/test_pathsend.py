@@ -24,8 +24,8 @@ from protocol import put_blob
 pytestmark = pytest.mark.registry_backends("sqlite-dir")   # sendfile is the folder store's
 
 
-def test_whole_blobs_then_other_answers_on_one_connection(registry_factory) -> None:
-    reg = registry_factory()
+def test_whole_blobs_then_other_answers_on_one_connection(shared_registry) -> None:
+    reg = shared_registry
     token = reg.add_user("alice")
     big, small = os.urandom(5 * 1024 * 1024 + 17), b"tiny"
     digests = [put_blob(reg, token, data) for data in (big, small)]
@@ -47,8 +47,8 @@ def test_whole_blobs_then_other_answers_on_one_connection(registry_factory) -> N
     assert "Exception in ASGI application" not in reg.log_text()
 
 
-def test_a_client_that_hangs_up_mid_body_costs_nothing(registry_factory) -> None:
-    reg = registry_factory()
+def test_a_client_that_hangs_up_mid_body_costs_nothing(shared_registry) -> None:
+    reg = shared_registry
     token = reg.add_user("alice")
     data = os.urandom(24 * 1024 * 1024)
     digest = put_blob(reg, token, data)
@@ -70,10 +70,10 @@ def _rss(pid: int) -> int:
         return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
 
 
-def test_clients_that_stop_reading_hold_no_body_in_the_server(registry_factory) -> None:
+def test_clients_that_stop_reading_hold_no_body_in_the_server(shared_registry) -> None:
     # Streamed, each stalled download would keep a 1 MiB chunk (and the socket's overflow) in the
     # server; sent with sendfile, the bytes wait in the file, not in the process.
-    reg = registry_factory()
+    reg = shared_registry
     token = reg.add_user("alice")
     digest = put_blob(reg, token, os.urandom(24 * 1024 * 1024))
     host, port = reg.url.removeprefix("http://").split(":")
