@@ -7,9 +7,10 @@ one table (figure | nnpm | peer | ratio | target | ok?) and appends the run to
 ``--quick`` is a short run.
 
 Modules, one per figure group (docs/bench.md explains every row):
-  common       temp folders, subprocess timing (and peak RSS), a real registry server, the result rows
+  common       temp folders, subprocess timing, peak and sampled RSS, a real registry server, the result rows
   world        the shared set-up: example packages built, a registry with them published
   install      cold install (vs curl + sha256sum, pip and uv of a wheel), warm install (vs uv)
+  curlpeer     curl + sha256sum of the blobs an install fetches: the physical-limit peer
   uvpeer       uv as a peer: `uv pip install` of a wheel from a local index, cold and warm
   wheels       wheels written with zipfile, for the pip and uv peers
   startup      `nnpm --help` (vs `python -c pass`), nnpm.load + first run (vs onnxruntime)

@@ -11,6 +11,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -173,6 +174,35 @@ def read_proc_status(pid: int) -> dict[str, int]:
                 if len(parts) == 2 and parts[1] == "kB":
                     out[key] = int(parts[0]) * 1024
     return out
+
+
+class RssSampler:
+    """VmRSS of one process every `every` seconds, from a thread, while `with` blocks run (samples add up)."""
+
+    def __init__(self, pid: int, every: float = 0.02) -> None:
+        self.pid, self.every = pid, every
+        self.samples: list[int] = []
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _run(self) -> None:
+        while not self._done.is_set():
+            try:
+                self.samples.append(read_proc_status(self.pid)["VmRSS"])
+            except (OSError, KeyError):
+                return
+            self._done.wait(self.every)
+
+    def __enter__(self) -> "RssSampler":
+        self._done.clear()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        if self._thread is not None:
+            self._thread.join()
 
 
 def versions() -> dict[str, str]:

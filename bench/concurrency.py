@@ -26,14 +26,13 @@ import json
 import os
 import select
 import subprocess
-import threading
 import time
 from contextlib import nullcontext
 from pathlib import Path
 
 import httpx
 
-from bench.common import PY, Registry, Row, child_env, log, median, read_proc_status, run, stop_process
+from bench.common import PY, Registry, Row, RssSampler, child_env, log, median, read_proc_status, run, stop_process
 from bench.nginx import StaticNginx, nginx_binary, nginx_version
 from bench.publish import _package
 from bench.world import World
@@ -51,35 +50,6 @@ PUBLISH_TIMEOUT = 180.0       # seconds for every publish to finish
 
 
 # -- installs ------------------------------------------------------------------------------------
-
-class RssSampler:
-    """VmRSS of one process every SAMPLE_EVERY seconds, from a thread, while `with` blocks run."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.samples: list[int] = []
-        self._done = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def _run(self) -> None:
-        while not self._done.is_set():
-            try:
-                self.samples.append(read_proc_status(self.pid)["VmRSS"])
-            except (OSError, KeyError):
-                return
-            self._done.wait(SAMPLE_EVERY)
-
-    def __enter__(self) -> "RssSampler":
-        self._done.clear()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._done.set()
-        if self._thread is not None:
-            self._thread.join()
-
 
 def cpu_seconds(pids: list[int]) -> float:
     """User + system CPU time of these processes (all their threads) so far, from /proc/PID/stat."""
@@ -133,7 +103,7 @@ def _rounds(world: World, reg: Registry, rounds: int, notes: list[str]) -> tuple
     packument.write_bytes(body)
     expected = CLIENTS * (len(body) + sum(size for _, size in world.model_files))
     binary = _nginx_or_note(notes)
-    sampler = RssSampler(reg.pid)
+    sampler = RssSampler(reg.pid, SAMPLE_EVERY)
     nnpm_runs: list[dict] = []
     peer_runs: list[dict] = []
     server = StaticNginx(binary, reg.data_dir / "blobs", {"resnet18": packument}, folder / "nginx") if binary else None

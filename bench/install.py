@@ -31,7 +31,20 @@ from pathlib import Path
 import httpx
 
 from bench import uvpeer
-from bench.common import PY, Row, child_env, free_port, interleaved, log, median, nnpm_cmd, repeat, stop_process, timed
+from bench.common import (
+    PY,
+    Row,
+    child_env,
+    free_port,
+    interleaved,
+    log,
+    median,
+    nnpm_cmd,
+    repeat,
+    stop_process,
+    timed,
+)
+from bench.curlpeer import fetch_and_hash, peer_label
 from bench.wheels import write_wheel
 from bench.world import World
 
@@ -71,50 +84,15 @@ def cold_install(world: World) -> float:
 
 def curl_peer(world: World) -> tuple[Callable[[int], float], str]:
     """(run(i) -> seconds, label) for downloading resnet18's files (4 at a time, as nnpm) and hashing them."""
-    files = world.model_files
-    urls = [f"{world.registry.url}/api/v1/blobs/sha256:{digest}" for digest, _ in files]
-    curl, sha256sum = shutil.which("curl"), shutil.which("sha256sum")
 
-    def check(hashes: list[str]) -> None:
-        if hashes != [digest for digest, _ in files]:
-            raise RuntimeError("the peer fetched other bytes than resnet18's files")
-
-    def real(_i: int) -> float:
+    def once(_i: int) -> float:
         folder = world.tmp("curl")
-        targets = [str(folder / f"f{n}") for n in range(len(files))]
         try:
-            start = time.perf_counter()
-            args = [a for target, url in zip(targets, urls, strict=True) for a in ("-o", target, url)]
-            subprocess.run([curl, "-sS", "--no-progress-meter", "-f", "--parallel", "--parallel-max", "4", *args], check=True)
-            out = subprocess.run([sha256sum, *targets], check=True, capture_output=True, text=True).stdout
-            seconds = time.perf_counter() - start
+            download, digest, _ = fetch_and_hash(world.registry.url, world.model_files, folder)
         finally:
-            shutil.rmtree(folder)
-        check([line.split()[0] for line in out.splitlines()])
-        return seconds
-
-    def python(_i: int) -> float:
-        code = ("import hashlib, sys, urllib.request\n"
-                "for url in sys.argv[2:]:\n"
-                "    h = hashlib.sha256()\n"
-                "    with urllib.request.urlopen(url) as r, open(sys.argv[1], 'wb') as f:\n"
-                "        while chunk := r.read(1 << 20):\n"
-                "            f.write(chunk)\n"
-                "    with open(sys.argv[1], 'rb') as f:\n"
-                "        while chunk := f.read(1 << 20):\n"
-                "            h.update(chunk)\n"
-                "    print(h.hexdigest())\n")
-        folder = world.tmp("urllib")
-        try:
-            seconds, proc = timed([PY, "-c", code, str(folder / "blob"), *urls])
-        finally:
-            shutil.rmtree(folder)
-        check(proc.stdout.split())
-        return seconds
-
-    if curl and sha256sum:
-        return real, "curl -o + sha256sum (4 at a time)"
-    return python, "PYTHON STAND-IN (urllib + hashlib; curl/sha256sum not found)"
+            shutil.rmtree(folder, ignore_errors=True)
+        return download + digest
+    return once, peer_label()
 
 
 # -- pip and a wheel on a local PEP 503 index ----------------------------------------------------------

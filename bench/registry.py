@@ -16,12 +16,11 @@ import hashlib
 import json
 import random
 import shutil
-import threading
 import time
 
 import httpx
 
-from bench.common import PY, Row, child_env, log, read_proc_status, run
+from bench.common import PY, Row, RssSampler, child_env, log, read_proc_status, run
 from bench.world import World
 
 SECONDS = 5.0                 # of load per endpoint, in ROUNDS alternating slices
@@ -81,29 +80,14 @@ def upload_rss(world: World) -> Row:
     try:
         token = reg.add_user("bench", world.tmp("upload-home"))
         before = read_proc_status(reg.pid)
-        samples: list[int] = []
-        done = threading.Event()
-
-        def sample() -> None:
-            while not done.is_set():
-                try:
-                    samples.append(read_proc_status(reg.pid)["VmRSS"])
-                except (OSError, KeyError):
-                    return
-                time.sleep(0.02)
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
         start = time.perf_counter()
-        try:
+        with RssSampler(reg.pid) as sampler:
             r = httpx.put(f"{reg.url}/api/v1/blobs/sha256:{digest}", content=_chunks(block),
                           headers={"Authorization": f"Bearer {token}", "Content-Length": str(size),
                                    "Content-Type": "application/octet-stream"},
                           timeout=httpx.Timeout(600, connect=10))
-        finally:
-            seconds = time.perf_counter() - start
-            done.set()
-            sampler.join()
+        seconds = time.perf_counter() - start
+        samples = sampler.samples
         after = read_proc_status(reg.pid)
         if r.status_code != 201:
             raise RuntimeError(f"the 1 GiB upload got {r.status_code}: {r.text[:300]}")

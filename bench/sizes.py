@@ -30,7 +30,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,7 +38,19 @@ from pathlib import Path
 import httpx
 
 from bench.bigmodel import Shape, shape_for, write_package
-from bench.common import PY, Registry, Row, child_env, interleaved, log, median, nnpm_cmd, run, timed_rss
+from bench.common import (
+    PY,
+    Registry,
+    Row,
+    child_env,
+    interleaved,
+    log,
+    median,
+    nnpm_cmd,
+    run,
+    timed_rss,
+)
+from bench.curlpeer import fetch_and_hash
 from bench.world import World
 
 MB = 1e6
@@ -133,37 +144,6 @@ def manifest_files(url: str, name: str, version: str = "1.0.0") -> list[tuple[st
 
     data = httpx.get(f"{url}/api/v1/packages/{name}/{version}", timeout=60).json()
     return [(f.sha256, f.size) for f in Manifest.from_dict(data["manifest"]).files_for("reference")]
-
-
-def fetch_and_hash(url: str, files: list[tuple[str, int]], folder: Path) -> tuple[float, float, str]:
-    """(download seconds, hash seconds, label): the blobs fetched 4 at a time into `folder`, then hashed
-    and their digests checked. The stand-in does both in one process, so its hash time is 0."""
-    urls = [f"{url}/api/v1/blobs/sha256:{digest}" for digest, _ in files]
-    targets = [str(folder / f"f{n}") for n in range(len(files))]
-    curl, sha256sum = shutil.which("curl"), shutil.which("sha256sum")
-    start = time.perf_counter()
-    if curl and sha256sum:
-        # -s alone does not silence the meter of --parallel (curl 7.88); --no-progress-meter does.
-        args = [a for target, u in zip(targets, urls, strict=True) for a in ("-o", target, u)]
-        subprocess.run([curl, "-sS", "--no-progress-meter", "-f", "--parallel", "--parallel-max", "4", *args],
-                       check=True)
-        fetched = time.perf_counter()
-        out = subprocess.run([sha256sum, *targets], check=True, capture_output=True, text=True).stdout
-        label = "curl -o + sha256sum (4 at a time)"
-    else:   # the same work in a fresh interpreter, labelled, as bench/install.py does
-        code = ("import hashlib, shutil, sys, urllib.request\n"
-                "for url, path in zip(sys.argv[1::2], sys.argv[2::2]):\n"
-                "    with urllib.request.urlopen(url) as r, open(path, 'wb') as f:\n"
-                "        shutil.copyfileobj(r, f, 1 << 20)\n"
-                "    with open(path, 'rb') as f:\n"
-                "        print(hashlib.file_digest(f, 'sha256').hexdigest())\n")
-        out = run([PY, "-c", code, *[a for pair in zip(urls, targets) for a in pair]], timeout=1800).stdout
-        label = "PYTHON STAND-IN (urllib + hashlib; curl/sha256sum not found)"
-        fetched = time.perf_counter()
-    end = time.perf_counter()
-    if [line.split()[0] for line in out.splitlines()] != [digest for digest, _ in files]:
-        raise RuntimeError(f"the peer fetched other bytes than {url}'s blobs")
-    return fetched - start, end - fetched, label
 
 
 # -- cold install --------------------------------------------------------------------------------
