@@ -48,7 +48,7 @@ class DirBlobStore(BlobStore):
         return self._path(digest)
 
     def relative_path(self, digest: str) -> str:
-        return f"sha256/{digest[:2]}/{digest}"
+        return self._path(digest).relative_to(self.root.parent).as_posix()
 
     def check(self) -> None:
         """ConfigError unless both folders exist and can be written."""
